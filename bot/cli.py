@@ -1,0 +1,231 @@
+"""`dreambot`: the command-line front. The engine runs in-process here; the chat fronts use the executor.
+
+Every failure the user can cause ends as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from core.errors import DreamError, InvalidParameter
+
+__all__ = ["main", "build_parser"]
+
+IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line instead of the usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_common(p: argparse.ArgumentParser, *, model: bool = True) -> None:
+    p.add_argument("--device", default=os.environ.get("DEVICE", "auto"), help="auto, cpu or cuda (default: auto)")
+    if model:
+        p.add_argument("--model", default=None, help="network (see `dreambot models`); default efficientnet-lite0")
+    p.add_argument("--offline", action="store_true", help="never download weights")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="dreambot", description="DeepDream on the command line and on Discord.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    p = sub.add_parser("dream", help="amplify what a layer sees in a photo")
+    p.add_argument("input", help="photo (JPEG, PNG, WebP, BMP, GIF)")
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .webp)")
+    p.add_argument("--layer", help="preset (shallow, mid, deep) or layer name(s), comma-separated")
+    p.add_argument("--channel", help="channel index(es), comma-separated")
+    p.add_argument("--guide", help="guide image whose features the dream moves toward")
+    p.add_argument("--strength", type=float)
+    p.add_argument("--octaves", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--octave-scale", type=float)
+    p.add_argument("--max-side", type=int, help="cap on the output's longest side (default 2048)")
+    p.add_argument("--tile", type=int, help="tile size in pixels (default 512)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_common(p)
+
+    p = sub.add_parser("visualize", help="render an ImageNet class from noise")
+    p.add_argument("target", nargs="+", metavar="CLASS", help="class name or index, e.g. banana, 'anemone fish', 954")
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .webp)")
+    p.add_argument("--size", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    _add_common(p)
+
+    p = sub.add_parser("zoom", help="endless zoom into a dream, as a looping GIF")
+    p.add_argument("input", nargs="?", help="photo to start from (default: noise)")
+    p.add_argument("-o", "--output", required=True, help="output .gif")
+    p.add_argument("--frames", type=int)
+    p.add_argument("--max-bytes", type=int, help="byte budget of the GIF (default 10 MiB)")
+    p.add_argument("--zoom", type=float, help="zoom factor per frame (default 1.05)")
+    p.add_argument("--rotate", type=float, help="degrees of rotation per frame")
+    p.add_argument("--size", type=int, help="longest side of the frames")
+    p.add_argument("--layer")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--octaves", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    _add_common(p)
+
+    sub.add_parser("models", help="list the networks")
+    p = sub.add_parser("layers", help="list a network's layers and presets")
+    p.add_argument("--model", default="efficientnet-lite0")
+    p = sub.add_parser("classes", help="list or search the ImageNet classes")
+    p.add_argument("search", nargs="*", help="text to look for")
+    return parser
+
+
+def _params(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _read_input(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InvalidParameter(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise InvalidParameter(f"{path} is a folder, not an image") from None
+    except OSError as exc:
+        raise InvalidParameter(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _check_output(path: str, suffixes: Sequence[str]) -> Path:
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise InvalidParameter(f"output {path} must end with {', '.join(suffixes)}")
+    if not out.parent.exists():
+        raise InvalidParameter(f"the folder {out.parent} does not exist")
+    return out
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write next to the target and rename, so an interrupted run never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _convert(png: bytes, fmt: str) -> bytes:
+    if fmt == "PNG":
+        return png
+    from core.images import decode_image, encode_image
+
+    decoded = decode_image(png)
+    return encode_image(decoded.rgb, fmt, alpha=decoded.alpha)[0]
+
+
+def _run_job(args: argparse.Namespace, kind: str, params: dict[str, Any], image: bytes | None = None, guide: bytes | None = None):
+    from core.jobs import JobSpec
+    from core.runner import JobRunner
+
+    from .progress import TerminalProgress
+
+    if args.model:
+        params["model"] = args.model
+    runner = JobRunner(args.device, allow_download=not args.offline)
+    spec = JobSpec(kind=kind, params=params, image=image, guide=guide, seed=args.seed)
+    with TerminalProgress(kind) as progress:
+        return runner.run(spec, progress=progress)
+
+
+def _cmd_dream(args: argparse.Namespace) -> int:
+    out = _check_output(args.output, list(IMAGE_SUFFIXES))
+    image = _read_input(args.input)
+    guide = _read_input(args.guide) if args.guide else None
+    params = _params(args, ["layer", "channel", "strength", "octaves", "steps", "octave_scale", "max_side", "tile"])
+    result = _run_job(args, "dream", params, image, guide)
+    _write_atomically(out, _convert(result.data, IMAGE_SUFFIXES[out.suffix.lower()]))
+    print(f"wrote {out} ({result.metadata['size'][0]}x{result.metadata['size'][1]}, {result.metadata['objective']}, "
+          f"{result.timings['total']:.1f} s)")
+    return 0
+
+
+def _cmd_visualize(args: argparse.Namespace) -> int:
+    out = _check_output(args.output, list(IMAGE_SUFFIXES))
+    params = _params(args, ["size", "steps"]) | {"target": " ".join(args.target)}
+    result = _run_job(args, "visualize", params)
+    _write_atomically(out, _convert(result.data, IMAGE_SUFFIXES[out.suffix.lower()]))
+    m = result.metadata
+    print(f"wrote {out}: {m['class_name']} ({m['class_index']}) p={m['probability']:.3f}, "
+          f"top-1 {m['top1_name']}, {result.timings['total']:.1f} s")
+    return 0
+
+
+def _cmd_zoom(args: argparse.Namespace) -> int:
+    out = _check_output(args.output, [".gif"])
+    image = _read_input(args.input) if args.input else None
+    params = _params(args, ["frames", "max_bytes", "zoom", "rotate", "size", "layer", "steps", "octaves"])
+    result = _run_job(args, "zoom", params, image)
+    _write_atomically(out, result.data)
+    m = result.metadata
+    print(f"wrote {out}: {m['frames']} frames, {m['size'][0]}x{m['size'][1]}, {m['colors']} colours, "
+          f"{m['bytes'] / 1024:.0f} KiB, {result.timings['total']:.1f} s")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from core.models.registry import MODELS
+
+    for entry in MODELS.values():
+        print(f"{entry.name:20} {entry.description}")
+    return 0
+
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from core.models.registry import get_entry
+
+    entry = get_entry(args.model)
+    print("presets: " + ", ".join(f"{k}={v}" for k, v in entry.presets.items()))
+    print("layers:  " + ", ".join(entry.layers))
+    return 0
+
+
+def _cmd_classes(args: argparse.Namespace) -> int:
+    from core.models.classes import search_classes
+
+    matches = search_classes(" ".join(args.search))
+    if not matches:
+        raise InvalidParameter(f"no class contains {' '.join(args.search)!r}")
+    for index, name in matches:
+        print(f"{index:4} {name}")
+    return 0
+
+
+COMMANDS = {
+    "dream": _cmd_dream,
+    "visualize": _cmd_visualize,
+    "zoom": _cmd_zoom,
+    "models": _cmd_models,
+    "layers": _cmd_layers,
+    "classes": _cmd_classes,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except DreamError as exc:
+        print(f"dreambot: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("dreambot: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

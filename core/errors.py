@@ -1,0 +1,78 @@
+"""The engine's exceptions: one small family, so every front can map them to one readable line.
+
+    DreamError                  base class; str(error) is a complete sentence for the user
+    ├── InvalidImage            missing, empty, truncated or not an image at all
+    │   └── ImageTooLarge       header declares more pixels than allowed (refused before decoding)
+    ├── InvalidParameter        a parameter outside its allowed range or of the wrong type
+    ├── UnknownName             a name that is not in a list; carries the closest valid names
+    │   ├── UnknownModel
+    │   ├── UnknownLayer
+    │   └── UnknownClass
+    ├── ModelUnavailable        weights cannot be found locally nor downloaded
+    └── JobCancelled            the job was cancelled while running
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DreamError",
+    "InvalidImage",
+    "ImageTooLarge",
+    "InvalidParameter",
+    "UnknownName",
+    "UnknownModel",
+    "UnknownLayer",
+    "UnknownClass",
+    "ModelUnavailable",
+    "JobCancelled",
+]
+
+
+class DreamError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class InvalidImage(DreamError):
+    pass
+
+
+class ImageTooLarge(InvalidImage):
+    pass
+
+
+class InvalidParameter(DreamError):
+    pass
+
+
+class UnknownName(DreamError):
+    """A name not in the list of valid names; `suggestions` are the closest valid ones."""
+
+    kind = "name"
+
+    def __init__(self, name: str, suggestions: list[str] | tuple[str, ...] = (), *, detail: str = ""):
+        self.name = name
+        self.suggestions = list(suggestions)
+        message = detail or f"unknown {self.kind} {name!r}"
+        if self.suggestions:
+            message += "; closest: " + ", ".join(self.suggestions)
+        super().__init__(message)
+
+
+class UnknownModel(UnknownName):
+    kind = "model"
+
+
+class UnknownLayer(UnknownName):
+    kind = "layer"
+
+
+class UnknownClass(UnknownName):
+    kind = "class"
+
+
+class ModelUnavailable(DreamError):
+    pass
+
+
+class JobCancelled(DreamError):
+    pass

