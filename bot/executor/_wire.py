@@ -1,0 +1,73 @@
+"""What crosses the pipes between the executor and a worker: tuples of plain, picklable data.
+
+    parent -> worker   (job_id, JobSpec)                  run this job
+                       None                               finish and exit
+    worker -> parent   ("ready",)                         runner built and models warm
+                       ("start_failed", ErrorInfo)        could not build the runner or warm a model
+                       ("progress", job_id, ProgressEvent)
+                       ("result", job_id, JobResult)
+                       ("error", job_id, ErrorInfo)
+
+Exceptions travel as `ErrorInfo` rather than pickled: engine errors such as `UnknownName` build
+their message in `__init__`, so unpickling them (which calls `__init__` with the message) would
+garble it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import DreamError
+
+__all__ = ["ErrorInfo"]
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    module: str
+    qualname: str
+    message: str
+    attributes: dict[str, Any] = field(default_factory=dict)  # the exception's picklable instance attributes
+    traceback: str = ""
+
+    @property
+    def type_name(self) -> str:
+        return f"{self.module}.{self.qualname}"
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        kind = type(exc)
+        return cls(
+            module=kind.__module__,
+            qualname=kind.__qualname__,
+            message=str(exc),
+            attributes={key: value for key, value in vars(exc).items() if _picklable(value)},
+            traceback="".join(traceback.format_exception(exc)),
+        )
+
+    def rebuild(self) -> DreamError | None:
+        """The same DreamError subclass with the same message and attributes, or None for any other exception."""
+        try:
+            found: Any = importlib.import_module(self.module)
+            for part in self.qualname.split("."):
+                found = getattr(found, part)
+        except (ImportError, AttributeError):
+            return None
+        if not (isinstance(found, type) and issubclass(found, DreamError)):
+            return None
+        # BaseException.__new__ sets args (hence str()) without running an __init__ whose signature varies.
+        error = found.__new__(found, self.message)
+        error.__dict__.update(self.attributes)
+        return error
+
+
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True

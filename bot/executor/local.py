@@ -1,0 +1,413 @@
+"""The default backend: a pool of long-lived worker processes on this machine, one per GPU or one on CPU.
+
+Each worker builds one runner and keeps its models warm across jobs. Jobs wait in one FIFO queue and
+go to whichever worker is idle. A worker that dies mid-job fails only that job and is replaced; a
+running job is cancelled through a shared flag the runner polls at each step, and its worker is
+stopped and replaced if it does not stop within `cancel_grace` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import logging
+import multiprocessing
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from core.errors import JobCancelled
+from core.jobs import JobResult, JobSpec, ProgressEvent
+
+from ._devices import resolve_devices, threads_per_worker
+from ._process import WorkerProcess
+from ._wire import ErrorInfo
+from .base import ProgressHandler
+from .errors import ExecutorClosed, JobFailed, WorkerCrashed, WorkerStartFailed
+
+__all__ = ["LocalProcessExecutor"]
+
+logger = logging.getLogger(__name__)
+
+_CRASHED = "the worker running this job stopped unexpectedly; please try again"
+_CANCELLED_QUEUED = "the job was cancelled before it started"
+_CANCELLED_RUNNING = "the job was cancelled"
+_CLOSED_JOB = "the dream engine is shutting down; this job was not finished, please try again later"
+_CLOSED = "the dream engine is shut down and takes no new jobs"
+_FAILED = "something went wrong while running this job ({}); the details are in the log"
+_KILL_AFTER = 3.0  # seconds between asking a worker to terminate and killing it
+
+
+class _State(enum.Enum):
+    STARTING = "starting"  # building the runner and warming models
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"  # told to exit, or terminated after ignoring a cancel
+    DEAD = "dead"
+
+
+@dataclass(eq=False)
+class _Job:
+    job_id: str
+    spec: JobSpec
+    # Progress events for the awaiting `submit`, ended by None once `outcome` is set.
+    events: asyncio.Queue[ProgressEvent | None] = field(default_factory=asyncio.Queue)
+    outcome: JobResult | BaseException | None = None
+    done: bool = False
+    worker: _Worker | None = None
+    cancel_requested: bool = False
+
+
+@dataclass(eq=False)
+class _Worker:
+    slot: int
+    proc: WorkerProcess
+    state: _State = _State.STARTING
+    job: _Job | None = None
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # ready, or failed to start
+    start_error: ErrorInfo | None = None
+    start_failure: WorkerStartFailed | None = None
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    timer: asyncio.TimerHandle | None = None  # pending escalation of a cancel (terminate, then kill)
+
+
+class LocalProcessExecutor:
+    """Runs jobs in `workers` spawned processes, each holding one runner built by `runner_factory`.
+
+    workers: 0 for one per CUDA GPU (or one on CPU without a GPU); see `resolve_devices` for `device`.
+    runner_factory: "module:callable", called in each worker as `factory(device=...)`; the result needs
+        `warm(model_name)` and `run(spec, progress=, should_cancel=) -> JobResult` (core.runner.JobRunner).
+    warm_models: models each worker loads before it reports ready.
+    cancel_grace: seconds a running job has to honour a cancel before its worker is terminated.
+    shutdown_timeout: seconds `close()` waits for workers to exit before terminating them.
+    """
+
+    def __init__(
+        self,
+        workers: int = 1,
+        device: str = "cpu",
+        runner_factory: str = "core.runner:JobRunner",
+        warm_models: tuple[str, ...] = (),
+        *,
+        cancel_grace: float = 10.0,
+        shutdown_timeout: float = 10.0,
+    ):
+        if workers < 0:
+            raise ValueError(f"workers must be 0 (automatic) or a positive count, not {workers}")
+        if ":" not in runner_factory:
+            raise ValueError(f"runner_factory must look like 'package.module:Callable', not {runner_factory!r}")
+        self._requested_workers = workers
+        self._device = device
+        self._runner_factory = runner_factory
+        self._warm_models = tuple(warm_models)
+        self._cancel_grace = cancel_grace
+        self._shutdown_timeout = shutdown_timeout
+        # Never fork: the bot process may hold threads (and torch may hold CUDA state) a fork would copy half-alive.
+        self._ctx = multiprocessing.get_context("spawn")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._num_threads = 1
+        self._workers: list[_Worker] = []
+        self._jobs: dict[str, _Job] = {}
+        self._queue: deque[_Job] = deque()
+        self._closing = False
+        self._closed = asyncio.Event()
+        self._broken: WorkerStartFailed | None = None  # set when no worker is left that could run a job
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Spawn the workers and wait until each has built its runner and warmed its models.
+
+        Raises `WorkerStartFailed` (with the worker's exception as `__cause__` when it was a
+        DreamError) if any worker cannot start; the executor is then closed.
+        """
+        if self._closing:
+            raise ExecutorClosed(_CLOSED)
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        devices = resolve_devices(self._requested_workers, self._device)
+        self._num_threads = threads_per_worker(len(devices))
+        try:
+            for slot, device in enumerate(devices):
+                self._workers.append(self._spawn(slot, device))
+            await asyncio.gather(*(worker.settled.wait() for worker in self._workers))
+            if self._closing:
+                raise ExecutorClosed(_CLOSED)
+            for worker in self._workers:
+                if worker.start_failure is not None:
+                    raise worker.start_failure
+        except BaseException:
+            await self.close()
+            raise
+        logger.info("executor ready: %d worker(s) on %s", len(devices), ", ".join(devices))
+
+    async def close(self) -> None:
+        """Fail queued and running jobs with `ExecutorClosed`, then stop every worker (terminating stragglers)."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        try:
+            while self._queue:
+                self._finish(self._queue.popleft(), ExecutorClosed(_CLOSED_JOB))
+            for worker in self._workers:
+                self._cancel_timer(worker)
+                if worker.job is not None:
+                    self._finish(worker.job, ExecutorClosed(_CLOSED_JOB))
+                    worker.job = None
+                if worker.state is not _State.DEAD:
+                    worker.state = _State.STOPPING
+                    worker.proc.stop()
+            await self._wait_exited(self._shutdown_timeout)
+            for signal_them in ("terminate", "kill"):
+                stragglers = [worker for worker in self._workers if not worker.exited.is_set()]
+                if not stragglers:
+                    break
+                logger.warning("%d worker(s) did not exit in time; sending %s", len(stragglers), signal_them)
+                for worker in stragglers:
+                    getattr(worker.proc, signal_them)()
+                await self._wait_exited(_KILL_AFTER)
+            for worker in self._workers:
+                worker.proc.release()
+            await asyncio.to_thread(self._join_threads)
+        finally:
+            self._closed.set()
+
+    # -- the Executor protocol -------------------------------------------------------------------
+
+    async def submit(self, job_id: str, spec: JobSpec, on_progress: ProgressHandler | None = None) -> JobResult:
+        """Queue `spec`, deliver its progress events to `on_progress` in order, and return its result.
+
+        Raises the runner's DreamError (same class and message), `JobCancelled`, `WorkerCrashed`,
+        `ExecutorClosed`, `WorkerStartFailed` when no worker is left, or `JobFailed` for an
+        unexpected exception in the worker. Cancelling the awaiting task cancels the job.
+        """
+        if self._closing:
+            raise ExecutorClosed(_CLOSED)
+        if self._loop is None:
+            raise RuntimeError("start the executor first: `await executor.start()` or `async with executor:`")
+        if self._broken is not None:
+            raise WorkerStartFailed(str(self._broken))
+        if job_id in self._jobs:
+            raise ValueError(f"job id {job_id!r} is already queued or running")
+        job = _Job(job_id, spec)
+        self._jobs[job_id] = job
+        self._queue.append(job)
+        self._dispatch()
+        try:
+            while (event := await job.events.get()) is not None:
+                if on_progress is not None:
+                    await _report(on_progress, event, job_id)
+        except asyncio.CancelledError:
+            self._cancel(job)
+            raise
+        if isinstance(job.outcome, BaseException):
+            raise job.outcome
+        assert job.outcome is not None, "a finished job always has an outcome; see _finish"
+        return job.outcome
+
+    async def cancel(self, job_id: str) -> bool:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return False
+        self._cancel(job)
+        return True
+
+    def queued(self) -> tuple[str, ...]:
+        return tuple(job.job_id for job in self._queue)
+
+    def running(self) -> tuple[str, ...]:
+        return tuple(worker.job.job_id for worker in self._workers if worker.job is not None)
+
+    # -- local introspection ---------------------------------------------------------------------
+
+    def worker_pids(self) -> tuple[int, ...]:
+        """Process ids of the live workers, in slot order."""
+        return tuple(worker.proc.pid for worker in self._workers if worker.state is not _State.DEAD and worker.proc.pid)
+
+    def worker_pid(self, job_id: str) -> int | None:
+        """Process id of the worker running `job_id`, or None when it is not running."""
+        for worker in self._workers:
+            if worker.job is not None and worker.job.job_id == job_id:
+                return worker.proc.pid
+        return None
+
+    def devices(self) -> tuple[str, ...]:
+        """The device of each worker slot."""
+        return tuple(worker.proc.device for worker in self._workers)
+
+    # -- internals (all run on the event loop) ---------------------------------------------------
+
+    def _spawn(self, slot: int, device: str) -> _Worker:
+        assert self._loop is not None, "workers are spawned only after start() has captured the loop"
+        proc = WorkerProcess(
+            self._ctx,
+            name=f"dreambot-worker-{slot}",
+            runner_factory=self._runner_factory,
+            device=device,
+            warm_models=self._warm_models,
+            num_threads=self._num_threads,
+        )
+        worker = _Worker(slot, proc)
+        proc.start(
+            self._loop,
+            on_message=lambda message: self._on_message(worker, message),
+            on_exit=lambda exitcode: self._on_exit(worker, exitcode),
+        )
+        logger.debug("spawned worker %d (pid %s) on %s", slot, proc.pid, device)
+        return worker
+
+    def _dispatch(self) -> None:
+        if self._closing:
+            return
+        for worker in self._workers:
+            if not self._queue:
+                return
+            if worker.state is _State.IDLE:
+                job = self._queue.popleft()
+                worker.state, worker.job, job.worker = _State.BUSY, job, worker
+                worker.proc.send_job(job.job_id, job.spec)
+
+    def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "ready":
+            if worker.state is _State.STARTING:
+                worker.state = _State.IDLE
+                worker.settled.set()
+                self._dispatch()
+            return
+        if kind == "start_failed":
+            worker.start_error = message[1]
+            return
+        job = worker.job
+        if job is None or job.job_id != message[1]:
+            return  # a job already finished here, e.g. failed by close()
+        if kind == "progress":
+            job.events.put_nowait(message[2])
+            return
+        outcome = message[2] if kind == "result" else _remote_error(message[2], job.job_id)
+        worker.job = None
+        self._cancel_timer(worker)
+        if worker.state is _State.BUSY:
+            worker.state = _State.IDLE
+        # Once cancel() has said yes, the caller is told "cancelled" whatever the runner managed to do.
+        self._finish(job, JobCancelled(_CANCELLED_RUNNING) if job.cancel_requested else outcome)
+        self._dispatch()
+
+    def _on_exit(self, worker: _Worker, exitcode: int | None) -> None:
+        previous, worker.state = worker.state, _State.DEAD
+        self._cancel_timer(worker)
+        worker.exited.set()
+        job, worker.job = worker.job, None
+        if job is not None:
+            if job.cancel_requested:
+                self._finish(job, JobCancelled(_CANCELLED_RUNNING))
+            else:
+                logger.warning("worker pid %s exited with code %s while running job %s", worker.proc.pid, exitcode, job.job_id)
+                self._finish(job, WorkerCrashed(_CRASHED))
+        if previous is _State.STARTING:
+            worker.start_failure = _start_failure(worker, exitcode)
+            worker.settled.set()
+        if self._closing:
+            return
+        worker.proc.release()
+        if previous is not _State.STARTING:
+            self._workers[worker.slot] = self._spawn(worker.slot, worker.proc.device)
+            return
+        # A worker that cannot start would fail the same way again: leave its slot empty, not a respawn loop.
+        logger.error("worker %d could not start: %s", worker.slot, worker.start_failure)
+        if all(other.state is _State.DEAD for other in self._workers):
+            self._broken = worker.start_failure
+            while self._queue:
+                self._finish(self._queue.popleft(), WorkerStartFailed(str(worker.start_failure)))
+
+    def _cancel(self, job: _Job) -> None:
+        if job.done:
+            return
+        if job.worker is None:
+            self._queue.remove(job)
+            self._finish(job, JobCancelled(_CANCELLED_QUEUED))
+            return
+        if job.cancel_requested:
+            return
+        job.cancel_requested = True
+        worker = job.worker
+        worker.proc.request_cancel()
+        assert self._loop is not None, "a running job implies a started executor"
+        worker.timer = self._loop.call_later(self._cancel_grace, self._escalate, worker, job, "terminate")
+
+    def _escalate(self, worker: _Worker, job: _Job, how: str) -> None:
+        worker.timer = None
+        if worker.job is not job or worker.state is _State.DEAD:
+            return
+        if how == "terminate":
+            logger.warning("job %s ignored its cancel for %.1f s; terminating worker pid %s", job.job_id, self._cancel_grace, worker.proc.pid)
+            worker.state = _State.STOPPING
+            worker.proc.terminate()
+            assert self._loop is not None, "a running job implies a started executor"
+            worker.timer = self._loop.call_later(_KILL_AFTER, self._escalate, worker, job, "kill")
+        else:
+            worker.proc.kill()
+
+    def _cancel_timer(self, worker: _Worker) -> None:
+        if worker.timer is not None:
+            worker.timer.cancel()
+            worker.timer = None
+
+    def _finish(self, job: _Job, outcome: JobResult | BaseException) -> None:
+        if job.done:
+            return
+        job.done, job.outcome = True, outcome
+        self._jobs.pop(job.job_id, None)
+        job.events.put_nowait(None)
+
+    async def _wait_exited(self, timeout: float) -> None:
+        waiters = [asyncio.ensure_future(worker.exited.wait()) for worker in self._workers if not worker.exited.is_set()]
+        if not waiters:
+            return
+        _, pending = await asyncio.wait(waiters, timeout=timeout)
+        for waiter in pending:
+            waiter.cancel()
+
+    def _join_threads(self) -> None:
+        for worker in self._workers:
+            worker.proc.join_threads(timeout=2.0)
+
+
+async def _report(on_progress: ProgressHandler, event: ProgressEvent, job_id: str) -> None:
+    # A failing progress display (say, a Discord edit that errors) must not fail the job itself.
+    try:
+        maybe = on_progress(event)
+        if inspect.isawaitable(maybe):
+            await maybe
+    except Exception:
+        logger.exception("progress callback for job %s failed", job_id)
+
+
+def _remote_error(info: ErrorInfo, job_id: str) -> BaseException:
+    error = info.rebuild()
+    if error is not None:
+        return error
+    logger.error("job %s failed in its worker with %s:\n%s", job_id, info.type_name, info.traceback)
+    return JobFailed(_FAILED.format(info.qualname), remote_type=info.type_name, remote_traceback=info.traceback)
+
+
+def _start_failure(worker: _Worker, exitcode: int | None) -> WorkerStartFailed:
+    info = worker.start_error
+    if info is None:
+        return WorkerStartFailed(f"a dream worker on {worker.proc.device} exited with code {exitcode} before it was ready")
+    failure = WorkerStartFailed(f"a dream worker on {worker.proc.device} could not start: {info.message}")
+    cause = info.rebuild()
+    if cause is None:
+        logger.error("worker start failed with %s:\n%s", info.type_name, info.traceback)
+    failure.__cause__ = cause
+    return failure
