@@ -17,6 +17,7 @@ from .objectives import Objective
 __all__ = ["DreamSettings", "dream", "tiled_gradient", "octave_sizes"]
 
 BASE_STEP = 1.5 / 255  # the original's step of 1.5 on a 0-255 scale
+TILE_MARGIN = 64  # context around each tile, about the receptive field that matters at mid layers
 
 
 @dataclass(frozen=True)
@@ -36,20 +37,40 @@ def _tile_edges(length: int, tile: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def tiled_gradient(net: TappedNetwork, objective: Objective, image: torch.Tensor, tile: int) -> torch.Tensor:
+def _patch_bounds(start: int, end: int, length: int, margin: int, align: int) -> tuple[int, int]:
+    """The slice [lo, hi) of one axis that a tile [start, end) is run with.
+
+    lo is a multiple of `align` (the network's total stride) and hi - lo is congruent to `length`
+    modulo `align`, so strided convolutions and TensorFlow "same" padding lay the same sampling
+    grid over the patch as over the whole image; otherwise each tile's gradient would be shifted.
+    """
+    lo = max(0, start - margin)
+    lo -= lo % align
+    hi = min(length, end + margin)
+    hi += (length - (hi - lo)) % align
+    return lo, min(length, hi)
+
+
+def tiled_gradient(
+    net: TappedNetwork, objective: Objective, image: torch.Tensor, tile: int, margin: int = TILE_MARGIN
+) -> torch.Tensor:
     """d objective / d image, computed tile by tile so peak memory depends on `tile`, not the image.
 
-    image: (1, 3, H, W). Since objectives are sums over positions, the tile gradients add up to the
-    gradient of the whole image up to the receptive field cut at tile borders; rolling the image
-    between steps moves those borders so they leave no seams.
+    image: (1, 3, H, W). Each tile is run with `margin` pixels of its neighbours around it and only
+    its own pixels' gradient is kept, so the network sees context across tile borders; rolling the
+    image between steps moves the borders, so what little error is left leaves no seams.
     """
+    height, width = image.shape[2], image.shape[3]
+    align = net.stride
     grad = torch.zeros_like(image)
-    for y0, y1 in _tile_edges(image.shape[2], tile):
-        for x0, x1 in _tile_edges(image.shape[3], tile):
-            patch = image[:, :, y0:y1, x0:x1].detach().requires_grad_(True)
+    for y0, y1 in _tile_edges(height, tile):
+        top, bottom = _patch_bounds(y0, y1, height, margin, align)
+        for x0, x1 in _tile_edges(width, tile):
+            left, right = _patch_bounds(x0, x1, width, margin, align)
+            patch = image[:, :, top:bottom, left:right].detach().requires_grad_(True)
             loss = objective(net(patch, objective.layers))
             (patch_grad,) = torch.autograd.grad(loss, patch)
-            grad[:, :, y0:y1, x0:x1] = patch_grad
+            grad[:, :, y0:y1, x0:x1] = patch_grad[:, :, y0 - top : y1 - top, x0 - left : x1 - left]
     return grad
 
 

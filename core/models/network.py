@@ -16,9 +16,16 @@ class TappedNetwork(nn.Module):
     `normalize` maps (B, 3, H, W) RGB in [0, 1] to what the weights were trained on.
     """
 
-    def __init__(self, name: str, stages: Iterable[tuple[str, nn.Module]], normalize: Callable[[torch.Tensor], torch.Tensor]):
+    def __init__(
+        self,
+        name: str,
+        stages: Iterable[tuple[str, nn.Module]],
+        normalize: Callable[[torch.Tensor], torch.Tensor],
+        stride: int = 32,
+    ):
         super().__init__()
         self.name = name
+        self.stride = stride  # total downsampling; tiles are aligned to it
         self.stages = nn.ModuleDict(stages)
         self.normalize = normalize
         self._order = {stage: i for i, stage in enumerate(self.stages)}

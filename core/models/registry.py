@@ -28,6 +28,7 @@ class ModelEntry:
     layers: tuple[str, ...]  # the stages a user may name, shallow to deep
     presets: dict[str, str] = field(default_factory=dict)  # friendly name -> layer
     input_size: int = 224
+    stride: int = 32  # total downsampling of the deepest layer
     bundled: bool = False  # weights ship with the installed packages (works offline)
 
 
@@ -127,7 +128,7 @@ def get_entry(name: str) -> ModelEntry:
 
 def load_network(name: str, device: str | torch.device = "cpu", *, allow_download: bool = True) -> TappedNetwork:
     entry = get_entry(name)
-    net = TappedNetwork(entry.name, entry.build(allow_download), entry.normalize)
+    net = TappedNetwork(entry.name, entry.build(allow_download), entry.normalize, entry.stride)
     return net.to(device)
 
 
