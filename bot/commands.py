@@ -1,0 +1,250 @@
+"""One parser from chat text to plain-data requests, shared by every front (Discord, console, CLI).
+
+    !dream layer:deep strength:2 octaves:4 seed:7     -> Request("dream", {...all resolved params}, seed=7)
+    !visualize anemone fish                            -> Request("visualize", {..., "target": "anemone fish"})
+    !cancel 12                                         -> Request("cancel", {"job_id": 12})
+
+Options are `key:value` or `key=value`; other words are free words. Job options are checked by
+core.params, so the limits live in one place. Every error is a CommandError with one line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import DreamError, InvalidParameter
+from core.params import as_dict, param_help, validate_params
+
+__all__ = ["Request", "CommandError", "HELP", "COMMANDS", "JOB_COMMANDS", "SEED_MAX", "parse_command", "command_help"]
+
+JOB_COMMANDS = ("dream", "visualize", "zoom")
+SEED_MAX = 2**31 - 1
+
+# One line of help and an example per command, for `!help`. Written with the default prefix "!";
+# command_help() substitutes a guild's own prefix.
+HELP: dict[str, str] = {
+    "dream": "dream on the attached photo, e.g. !dream layer:deep strength:2 octaves:4 seed:7",
+    "visualize": "render what the network sees as an ImageNet class, e.g. !visualize anemone fish",
+    "zoom": "an endless-zoom GIF (on the attached photo, or noise), e.g. !zoom frames:12 zoom:1.1",
+    "models": "list the networks you can dream with, e.g. !models",
+    "layers": "list the layers and presets of a network, e.g. !layers efficientnet-lite0",
+    "classes": "search the ImageNet class names for !visualize, e.g. !classes fish",
+    "queue": "show the jobs waiting and running, e.g. !queue",
+    "cancel": "cancel one of your jobs (without an id: your latest), e.g. !cancel 12",
+    "quota": "show how many jobs you can start now, e.g. !quota",
+    "gallery": "show this server's gallery, newest or most liked, e.g. !gallery top",
+    "stats": "show this server's numbers, e.g. !stats",
+    "help": "help on all commands or one, e.g. !help dream",
+}
+COMMANDS: tuple[str, ...] = tuple(HELP)
+
+_OPTION = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)[:=](.*)$", re.DOTALL)
+_GALLERY_ORDERS = ("recent", "top")
+
+
+class CommandError(DreamError):
+    """A chat command that cannot be understood; str(error) is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A parsed command. `params` holds JSON-compatible values; for job commands, every parameter."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # the free (non key:value) words, as typed
+    seed: int | None = None  # job commands only; None lets the service pick one and record it
+
+    @property
+    def is_job(self) -> bool:
+        return self.name in JOB_COMMANDS
+
+
+def parse_command(text: str, prefix: str = "!") -> Request | None:
+    """Parse `text`; None when it is not addressed to us (no prefix, or nothing after it)."""
+    text = text.strip()
+    if not prefix or not text.startswith(prefix):
+        return None
+    body = text[len(prefix):]
+    # "!!!" or "! hello" are not commands for us: stay silent rather than answer "unknown command".
+    if not body or not body[0].isalnum():
+        return None
+    words = _split(body)
+    name, words = words[0].lower(), words[1:]
+    if name not in HELP:
+        raise CommandError(f"unknown command {name!r}{_suggest(name, prefix)}")
+    options, free = _options(words)
+    return _PARSERS[name](name, options, free, prefix)
+
+
+def command_help(name: str | None = None, prefix: str = "!") -> list[str]:
+    """Lines of help: one per command, or for one command its line plus one per option."""
+    def line(command: str) -> str:
+        return f"{prefix}{command}: {HELP[command].replace('!', prefix)}"
+
+    if name is None:
+        return [line(command) for command in COMMANDS]
+    name = name.removeprefix(prefix).lower()
+    if name not in HELP:
+        raise CommandError(f"no help for {name!r}{_suggest(name, prefix)}")
+    lines = [line(name)]
+    if name in JOB_COMMANDS:
+        lines += [f"  {option}:{default!r} - {text}" for option, default, text in param_help(name)]
+        lines.append(f"  seed:<0..{SEED_MAX}> - repeat a result exactly")
+    return lines
+
+
+def _split(body: str) -> list[str]:
+    # Quotes group words ("target:anemone fish"); an apostrophe in "don't" must not break parsing.
+    try:
+        return shlex.split(body)
+    except ValueError:
+        return body.split()
+
+
+def _options(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    options: dict[str, str] = {}
+    free: list[str] = []
+    for word in words:
+        match = _OPTION.match(word)
+        if match is None or word.lower().startswith(("http:", "https:")):
+            free.append(word)
+            continue
+        key, value = match.group(1).lower().replace("-", "_"), match.group(2)
+        if key in options:
+            raise CommandError(f"option {key} given twice; give it once")
+        options[key] = value
+    return options, free
+
+
+def _suggest(name: str, prefix: str) -> str:
+    close = difflib.get_close_matches(name, COMMANDS, n=1, cutoff=0.6)
+    return f" (did you mean {prefix}{close[0]}?)" if close else f"; try {prefix}help"
+
+
+def _seed(options: dict[str, str]) -> int | None:
+    raw = options.pop("seed", None)
+    if raw is None:
+        return None
+    try:
+        seed = int(raw)
+    except ValueError:
+        raise CommandError(f"seed must be a whole number from 0 to {SEED_MAX}, got {raw!r}") from None
+    if not 0 <= seed <= SEED_MAX:
+        raise CommandError(f"seed must be from 0 to {SEED_MAX}, got {seed}")
+    return seed
+
+
+def _job(name: str, options: dict[str, str], free: list[str], prefix: str) -> Request:
+    seed = _seed(options)
+    raw: dict[str, Any] = dict(options)
+    if name == "visualize" and free:
+        # The class is the free words, so "!visualize anemone fish" needs no quotes.
+        if "target" in raw:
+            raise CommandError(f"give the class once, as words or as target:, not both; see {prefix}help visualize")
+        raw["target"] = " ".join(free)
+    elif free:
+        raise CommandError(
+            f"unexpected {' '.join(free)!r} for {prefix}{name}; options look like key:value, see {prefix}help {name}"
+        )
+    try:
+        params = validate_params(name, raw)
+    except InvalidParameter as exc:
+        raise CommandError(f"{exc}; see {prefix}help {name}") from exc
+    return Request(name, as_dict(params), tuple(free), seed)
+
+
+def _plain(
+    allowed_options: tuple[str, ...] = (), max_free: int | None = 0, *, required: str = ""
+) -> Callable[[str, dict[str, str], list[str], str], Request]:
+    """A parser for a command without job parameters: some named options and up to `max_free`
+    words (None: any number); with `required`, a word or an option must be given."""
+
+    def parse(name: str, options: dict[str, str], free: list[str], prefix: str) -> Request:
+        for key in options:
+            if key not in allowed_options:
+                expected = f"; it takes {', '.join(o + ':' for o in allowed_options)}" if allowed_options else ""
+                raise CommandError(f"{prefix}{name} has no option {key!r}{expected}")
+        if max_free is not None and len(free) > max_free:
+            raise CommandError(f"{prefix}{name} takes {_count(max_free)}, got {' '.join(free)!r}; e.g. {_example(name, prefix)}")
+        if required and not free and not options:
+            raise CommandError(f"{prefix}{name} needs {required}; e.g. {_example(name, prefix)}")
+        return Request(name, dict(options), tuple(free))
+
+    return parse
+
+
+def _count(n: int) -> str:
+    return "no words" if n == 0 else "one word" if n == 1 else f"up to {n} words"
+
+
+def _example(name: str, prefix: str) -> str:
+    return HELP[name].rsplit("e.g. ", 1)[-1].replace("!", prefix)
+
+
+def _layers(name: str, options: dict[str, str], free: list[str], prefix: str) -> Request:
+    request = _plain(("model",), 1)(name, options, free, prefix)
+    model = request.params.get("model") or (free[0] if free else None)
+    return Request(name, {"model": model} if model else {}, request.args)
+
+
+def _classes(name: str, options: dict[str, str], free: list[str], prefix: str) -> Request:
+    # Class names have several words ("anemone fish"), so every free word is part of the search.
+    request = _plain(("search",), None, required="a search word")(name, options, free, prefix)
+    search = (request.params.get("search") or " ".join(free)).strip()
+    if not search:
+        raise CommandError(f"{prefix}{name} needs a search word; e.g. {_example(name, prefix)}")
+    return Request(name, {"search": search}, request.args)
+
+
+def _cancel(name: str, options: dict[str, str], free: list[str], prefix: str) -> Request:
+    request = _plain(("job", "id"), 1)(name, options, free, prefix)
+    raw = (free[0] if free else None) or options.get("job") or options.get("id")
+    if raw is None:
+        return Request(name, {}, ())
+    try:
+        job_id = int(raw.removeprefix("#"))
+    except ValueError:
+        job_id = 0
+    if job_id <= 0:
+        raise CommandError(f"a job id is a positive number like 12, got {raw!r}")
+    return Request(name, {"job_id": job_id}, request.args)
+
+
+def _gallery(name: str, options: dict[str, str], free: list[str], prefix: str) -> Request:
+    request = _plain(("order",), 1)(name, options, free, prefix)
+    order = (free[0] if free else options.get("order", "recent")).lower()
+    if order not in _GALLERY_ORDERS:
+        raise CommandError(f"the gallery order is {' or '.join(_GALLERY_ORDERS)}, got {order!r}")
+    return Request(name, {"order": order}, request.args)
+
+
+def _help(name: str, options: dict[str, str], free: list[str], prefix: str) -> Request:
+    request = _plain((), 1)(name, options, free, prefix)
+    if not free:
+        return Request(name, {}, ())
+    topic = free[0].removeprefix(prefix).lower()
+    if topic not in HELP:
+        raise CommandError(f"no help for {topic!r}{_suggest(topic, prefix)}")
+    return Request(name, {"command": topic}, request.args)
+
+
+_PARSERS: dict[str, Callable[[str, dict[str, str], list[str], str], Request]] = {
+    "dream": _job,
+    "visualize": _job,
+    "zoom": _job,
+    "models": _plain(),
+    "layers": _layers,
+    "classes": _classes,
+    "queue": _plain(),
+    "cancel": _cancel,
+    "quota": _plain(),
+    "gallery": _gallery,
+    "stats": _plain(),
+    "help": _help,
+}

@@ -1,0 +1,104 @@
+"""Settings from environment variables and `.env`, read once at start-up and passed down.
+
+Every value has a default except the Discord token, which only the Discord front needs. Bad values
+are reported all at once, one line each, by `load_settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from bot.store import RateLimits
+
+__all__ = ["Settings", "ConfigError", "load_settings"]
+
+
+class ConfigError(Exception):
+    """Invalid settings; the message has one line per bad value."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False)
+
+    discord_token: SecretStr | None = None
+    # Relative to the working directory. Kept out of repr: a PostgreSQL URL carries a password.
+    database_url: str = Field("sqlite+aiosqlite:///dreambot.db", repr=False)
+    dream_model: str = "efficientnet-lite0"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    workers: int = Field(0, ge=0)  # 0: one per GPU, or one on CPU
+    results_dir: Path = Path("results")
+    command_prefix: str = Field("!", min_length=1, max_length=16)
+    user_burst: int = Field(3, ge=0)
+    user_refill_seconds: float = Field(60.0, gt=0)
+    guild_jobs_per_hour: int = Field(30, ge=0)
+    max_active_jobs: int = Field(2, ge=0)
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _lower_device(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _parsable_url(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError("not a database URL, e.g. sqlite+aiosqlite:///dreambot.db") from None
+        return value
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        return RateLimits(
+            user_burst=self.user_burst,
+            user_refill_seconds=self.user_refill_seconds,
+            guild_jobs_per_hour=self.guild_jobs_per_hour,
+            max_active_jobs=self.max_active_jobs,
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and `.env`, with `overrides` (field names) on top.
+
+    `_env_file=None` (or a path) chooses the dotenv file, as in pydantic-settings.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(error) for error in exc.errors())) from None
+
+
+def _describe(error: Any) -> str:
+    name = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+    ctx = error.get("ctx") or {}
+    got = error.get("input")
+    kind = error["type"]
+    if kind == "literal_error":
+        # ctx["expected"] reads "'auto', 'cpu' or 'cuda'"; list them plainly.
+        choices = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
+        what = f"must be one of {choices}"
+    elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        sign = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
+        limit = next(iter(ctx.values()))
+        what = f"must be {sign} {limit:g}" if isinstance(limit, (int, float)) else f"must be {sign} {limit}"
+    elif kind in ("int_parsing", "int_from_float", "int_type"):
+        what = "must be a whole number"
+    elif kind in ("float_parsing", "float_type", "finite_number"):
+        what = "must be a number"
+    elif kind == "string_too_short":
+        what = "must not be empty" if ctx.get("min_length") == 1 else f"must be at least {ctx.get('min_length')} characters"
+    elif kind == "string_too_long":
+        what = f"must be at most {ctx.get('max_length')} characters"
+    elif kind == "value_error":
+        what = str(ctx.get("error", error["msg"]))
+    else:
+        what = error["msg"][0].lower() + error["msg"][1:]
+    # Never echo a secret back, even a malformed one; a database URL may carry a password.
+    shown = "" if name in ("DISCORD_TOKEN", "DATABASE_URL") or got is None else f" (got {got!r})"
+    return f"{name}: {what}{shown}"

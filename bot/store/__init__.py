@@ -1,0 +1,42 @@
+"""The store: users, guild settings, rate limits, jobs and the gallery in one database.
+
+SQLAlchemy 2.x async; SQLite by default, any DATABASE_URL with an async driver. The schema is owned
+by the Alembic revisions in migrations/ (see `migrate`).
+"""
+
+from __future__ import annotations
+
+from ._engine import async_url
+from ._records import (
+    Admission,
+    GalleryItem,
+    GuildSettings,
+    JobRecord,
+    LikeResult,
+    NotFound,
+    Quota,
+    RateLimits,
+    SchemaOutdated,
+    Stats,
+    StoreError,
+)
+from ._store import Store
+from .migrate import upgrade, upgrade_async
+
+__all__ = [
+    "Admission",
+    "GalleryItem",
+    "GuildSettings",
+    "JobRecord",
+    "LikeResult",
+    "NotFound",
+    "Quota",
+    "RateLimits",
+    "SchemaOutdated",
+    "Stats",
+    "Store",
+    "StoreError",
+    "async_url",
+    "upgrade",
+    "upgrade_async",
+]

@@ -1,0 +1,440 @@
+"""The Store: the one object the service layer talks to for users, limits, jobs and the gallery."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from core.jobs import JOB_KINDS, JobSpec
+
+from . import _gcra
+from ._admission import (
+    ACTIVE_STATUSES,
+    admit_locked,
+    bucket_states,
+    count_active,
+    guild_key,
+    guild_settings_from_row,
+    guild_settings_in,
+    user_key,
+)
+from ._engine import create_engine, write_engine
+from ._records import (
+    Admission,
+    GalleryItem,
+    GuildSettings,
+    JobRecord,
+    LikeResult,
+    NotFound,
+    Quota,
+    RateLimits,
+    SchemaOutdated,
+    Stats,
+)
+from ._sql import insert_ignore
+from .migrate import current_revision, head_revision, upgrade_async
+from .models import GalleryEntry, GuildSettingsRow, Job, Like, User, utcnow
+
+__all__ = ["Store"]
+
+_GUILD_FIELDS = {
+    "prefix",
+    "user_burst",
+    "user_refill_seconds",
+    "guild_jobs_per_hour",
+    "max_active_jobs",
+    "exempt_role_ids",
+    "gallery_channel_id",
+    "like_threshold",
+}
+
+
+class Store:
+    """Async access to the database. Open with `async with Store.open(url) as store:`.
+
+    Every method runs in its own short transaction. Methods that write begin a write transaction
+    (BEGIN IMMEDIATE on SQLite), so decisions that read then write are atomic across processes.
+    """
+
+    def __init__(self, engine: AsyncEngine, limits: RateLimits | None = None) -> None:
+        self.engine = engine
+        self.limits = limits or RateLimits()
+        self._read = async_sessionmaker(engine, expire_on_commit=False)
+        self._write = async_sessionmaker(write_engine(engine), expire_on_commit=False)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, url: str, *, limits: RateLimits | None = None, upgrade: bool = False, **engine_kwargs: Any
+    ) -> AsyncIterator[Store]:
+        """Create the engine for `url`, optionally migrate to head, and dispose of it on exit.
+
+        Without `upgrade`, a database not at the head revision raises SchemaOutdated, so a missing
+        migration is one clear line rather than "no such table" later.
+        """
+        if upgrade:
+            await upgrade_async(url)
+        engine = create_engine(url, **engine_kwargs)
+        try:
+            if not upgrade:
+                current, head = await current_revision(engine), head_revision()
+                if current != head:
+                    raise SchemaOutdated(
+                        f"database schema is at revision {current or 'none'}, this code needs {head}; "
+                        "run the migrations (Store.open(url, upgrade=True))"
+                    )
+            yield cls(engine, limits)
+        finally:
+            await engine.dispose()
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        async with self._write() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncSession]:
+        async with self._read() as session, session.begin():
+            yield session
+
+    # -- admission ----------------------------------------------------------------------------
+
+    async def admit(
+        self, user_id: str, guild_id: str | None, *, roles: Iterable[str] = (), now: float | None = None
+    ) -> Admission:
+        """Decide whether the user may start a job now and, if so, consume from their limits."""
+        async with self._writing() as session:
+            return await admit_locked(session, str(user_id), _opt_str(guild_id), roles, _now(now), self.limits)
+
+    async def admit_and_create_job(
+        self,
+        spec: JobSpec,
+        *,
+        user_id: str,
+        guild_id: str | None = None,
+        channel_id: str | None = None,
+        roles: Iterable[str] = (),
+        now: float | None = None,
+    ) -> Admission:
+        """`admit` and, when allowed, `create_job` in the same transaction; the job id is in `.job_id`.
+
+        Doing both at once keeps the active-job cap exact: no other admission can slip in between
+        counting the user's jobs and adding this one.
+        """
+        async with self._writing() as session:
+            admission = await admit_locked(session, str(user_id), _opt_str(guild_id), roles, _now(now), self.limits)
+            if not admission.allowed:
+                return admission
+            job_id = await self._insert_job(session, spec, str(user_id), _opt_str(guild_id), _opt_str(channel_id))
+            return Admission(True, 0.0, admission.reason, job_id)
+
+    async def quota(
+        self, user_id: str, guild_id: str | None = None, *, roles: Iterable[str] = (), now: float | None = None
+    ) -> Quota:
+        """What the user could start right now, without consuming anything."""
+        user_id, guild_id, now = str(user_id), _opt_str(guild_id), _now(now)
+        async with self._reading() as session:
+            settings = await guild_settings_in(session, guild_id)
+            limits = settings.limits(self.limits) if settings else self.limits
+            exempt = bool(settings and set(map(str, roles)) & set(settings.exempt_role_ids))
+            keys = [user_key(user_id)] + ([guild_key(guild_id)] if guild_id is not None else [])
+            tats = await bucket_states(session, keys, lock=False)
+            active = await count_active(session, user_id)
+        if limits.user_burst > 0:
+            user_available, user_next_in = _gcra.available(
+                tats.get(user_key(user_id)), now, burst=limits.user_burst, interval=limits.user_refill_seconds
+            )
+        else:  # the user limit is off
+            user_available, user_next_in = None, 0.0
+        guild_available = None
+        if guild_id is not None and limits.guild_jobs_per_hour > 0:
+            per_hour = limits.guild_jobs_per_hour
+            guild_available, _ = _gcra.available(
+                tats.get(guild_key(guild_id)), now, burst=per_hour, interval=3600.0 / per_hour
+            )
+        return Quota(
+            exempt=exempt,
+            user_available=user_available,
+            user_burst=limits.user_burst,
+            user_next_in=user_next_in,
+            guild_available=guild_available,
+            active_jobs=active,
+            max_active_jobs=limits.max_active_jobs,
+        )
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    async def create_job(
+        self, spec: JobSpec, *, user_id: str, guild_id: str | None = None, channel_id: str | None = None
+    ) -> int:
+        """Record a queued job without any limit check (use admit_and_create_job for user requests)."""
+        async with self._writing() as session:
+            return await self._insert_job(session, spec, str(user_id), _opt_str(guild_id), _opt_str(channel_id))
+
+    async def _insert_job(
+        self, session: AsyncSession, spec: JobSpec, user_id: str, guild_id: str | None, channel_id: str | None
+    ) -> int:
+        if spec.kind not in JOB_KINDS:
+            raise ValueError(f"unknown job kind {spec.kind!r}; expected one of {', '.join(JOB_KINDS)}")
+        await insert_ignore(session, User.__table__, {"id": user_id, "created_at": utcnow()})
+        job = Job(
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            kind=spec.kind,
+            params=dict(spec.params),
+            seed=spec.seed,
+            image=spec.image,
+            guide=spec.guide,
+            status="queued",
+            created_at=utcnow(),
+        )
+        session.add(job)
+        await session.flush()
+        return job.id
+
+    async def mark_running(self, job_id: int) -> bool:
+        """queued -> running; False when the job is no longer queued (e.g. cancelled meanwhile)."""
+        return await self._transition(job_id, ("queued",), status="running", started_at=utcnow())
+
+    async def finish_job(
+        self,
+        job_id: int,
+        timings: dict[str, float] | None = None,
+        result_location: str | None = None,
+        *,
+        result_message_link: str | None = None,
+    ) -> bool:
+        """-> done; False when the job was cancelled or had already ended (its outcome is kept)."""
+        return await self._transition(
+            job_id,
+            ACTIVE_STATUSES,
+            status="done",
+            finished_at=utcnow(),
+            timings=dict(timings or {}),
+            result_location=result_location,
+            result_message_link=result_message_link,
+        )
+
+    async def fail_job(self, job_id: int, error: str) -> bool:
+        """-> failed with a one-line `error`; False when the job had already ended."""
+        return await self._transition(job_id, ACTIVE_STATUSES, status="failed", finished_at=utcnow(), error=error)
+
+    async def cancel_job(self, job_id: int, user_id: str | None = None) -> bool:
+        """-> cancelled. True when it was queued or running (the caller then stops the executor's
+        work); False when it had already ended. NotFound when there is no such job or, with
+        `user_id`, it belongs to someone else (so ids of others' jobs are not confirmed).
+        """
+        async with self._writing() as session:
+            query = update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
+            if user_id is not None:
+                query = query.where(Job.user_id == str(user_id))
+            result = await session.execute(query.values(status="cancelled", finished_at=utcnow()))
+            if result.rowcount == 1:
+                return True
+            owner = (await session.execute(select(Job.user_id).where(Job.id == job_id))).scalar_one_or_none()
+            if owner is None or (user_id is not None and owner != str(user_id)):
+                raise NotFound(f"no job #{job_id} of yours")
+            return False
+
+    async def set_result_message_link(self, job_id: int, link: str) -> None:
+        async with self._writing() as session:
+            await session.execute(update(Job).where(Job.id == job_id).values(result_message_link=link))
+
+    async def _transition(self, job_id: int, from_statuses: Sequence[str], **values: Any) -> bool:
+        # One conditional UPDATE: the status check and the change cannot interleave with a cancel.
+        async with self._writing() as session:
+            query = update(Job).where(Job.id == job_id, Job.status.in_(from_statuses)).values(**values)
+            return (await session.execute(query)).rowcount == 1
+
+    async def get_job(self, job_id: int) -> JobRecord | None:
+        async with self._reading() as session:
+            job = await session.get(Job, job_id)
+            return _job_record(job, inputs=True) if job else None
+
+    async def jobs_to_recover(self) -> list[JobRecord]:
+        """Queued and running jobs, oldest first, with their inputs: what to re-submit after a restart."""
+        async with self._reading() as session:
+            rows = await session.scalars(select(Job).where(Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id))
+            return [_job_record(job, inputs=True) for job in rows]
+
+    async def active_jobs(self, user_id: str) -> list[JobRecord]:
+        """The user's queued and running jobs, oldest first (inputs not loaded)."""
+        async with self._reading() as session:
+            query = select(*_RECORD_COLUMNS).where(Job.user_id == str(user_id), Job.status.in_(ACTIVE_STATUSES))
+            rows = await session.execute(query.order_by(Job.id))
+            return [JobRecord(**row._asdict()) for row in rows]
+
+    async def queue_position(self, job_id: int) -> int | None:
+        """1 for the next queued job to start, 0 while running, None once ended or unknown."""
+        async with self._reading() as session:
+            status = (await session.execute(select(Job.status).where(Job.id == job_id))).scalar_one_or_none()
+            if status == "running":
+                return 0
+            if status != "queued":
+                return None
+            ahead = select(func.count()).select_from(Job).where(Job.status == "queued", Job.id < job_id)
+            return int((await session.execute(ahead)).scalar_one()) + 1
+
+    # -- guild settings -----------------------------------------------------------------------
+
+    async def get_guild_settings(self, guild_id: str) -> GuildSettings:
+        """The guild's stored overrides (all None when it has none); `.limits(store.limits)` resolves them."""
+        async with self._reading() as session:
+            return guild_settings_from_row(str(guild_id), await session.get(GuildSettingsRow, str(guild_id)))
+
+    async def set_guild_settings(self, guild_id: str, **changes: Any) -> GuildSettings:
+        """Update the given fields (None resets one to the default) and return the result."""
+        unknown = set(changes) - _GUILD_FIELDS
+        if unknown:
+            raise ValueError(f"unknown guild setting(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_GUILD_FIELDS))}")
+        # Discord ids arrive as ints from discord.py; the store keeps them as strings.
+        if "exempt_role_ids" in changes:
+            changes["exempt_role_ids"] = [str(role) for role in changes["exempt_role_ids"] or ()]
+        if changes.get("gallery_channel_id") is not None:
+            changes["gallery_channel_id"] = str(changes["gallery_channel_id"])
+        async with self._writing() as session:
+            row = await session.get(GuildSettingsRow, str(guild_id))
+            if row is None:
+                row = GuildSettingsRow(guild_id=str(guild_id), exempt_role_ids=[])
+                session.add(row)
+            for name, value in changes.items():
+                setattr(row, name, value)
+            row.updated_at = utcnow()
+            await session.flush()
+            return guild_settings_from_row(str(guild_id), row)
+
+    # -- gallery ------------------------------------------------------------------------------
+
+    async def add_gallery_entry(self, job_id: int, message_link: str, *, channel_id: str | None = None) -> int:
+        """Add a finished job to its guild's gallery; adding the same job again returns the same id."""
+        async with self._writing() as session:
+            job = (
+                await session.execute(select(Job.guild_id, Job.channel_id, Job.kind, Job.params).where(Job.id == job_id))
+            ).one_or_none()
+            if job is None:
+                raise NotFound(f"no job #{job_id}")
+            await insert_ignore(
+                session,
+                GalleryEntry.__table__,
+                {
+                    "job_id": job_id,
+                    "guild_id": job.guild_id,
+                    "channel_id": _opt_str(channel_id) or job.channel_id,
+                    "message_link": message_link,
+                    "kind": job.kind,
+                    "params": job.params,
+                    "likes": 0,
+                    "created_at": utcnow(),
+                },
+            )
+            return (await session.execute(select(GalleryEntry.id).where(GalleryEntry.job_id == job_id))).scalar_one()
+
+    async def like(self, entry_id: int, user_id: str) -> LikeResult:
+        """Record the user's like of an entry; liking twice counts once."""
+        async with self._writing() as session:
+            if await session.get(GalleryEntry, entry_id) is None:
+                raise NotFound(f"no gallery entry #{entry_id}")
+            added = await insert_ignore(
+                session, Like.__table__, {"entry_id": entry_id, "user_id": str(user_id), "created_at": utcnow()}
+            )
+            if added:
+                # Increment in SQL, not read-modify-write, so concurrent likes are all counted.
+                await session.execute(
+                    update(GalleryEntry).where(GalleryEntry.id == entry_id).values(likes=GalleryEntry.likes + 1)
+                )
+            likes = (await session.execute(select(GalleryEntry.likes).where(GalleryEntry.id == entry_id))).scalar_one()
+            return LikeResult(added, int(likes))
+
+    async def unlike(self, entry_id: int, user_id: str) -> LikeResult:
+        """Withdraw the user's like; a no-op when they had not liked it."""
+        async with self._writing() as session:
+            result = await session.execute(delete(Like).where(Like.entry_id == entry_id, Like.user_id == str(user_id)))
+            if result.rowcount:
+                await session.execute(
+                    update(GalleryEntry).where(GalleryEntry.id == entry_id).values(likes=GalleryEntry.likes - 1)
+                )
+            likes = (await session.execute(select(GalleryEntry.likes).where(GalleryEntry.id == entry_id))).scalar_one_or_none()
+            if likes is None:
+                raise NotFound(f"no gallery entry #{entry_id}")
+            return LikeResult(False, int(likes))
+
+    async def gallery(
+        self, guild_id: str | None, order: Literal["recent", "top"] = "recent", limit: int = 10
+    ) -> list[GalleryItem]:
+        """The guild's entries, newest first or most liked first (ties: newest first)."""
+        if order not in ("recent", "top"):
+            raise ValueError(f"order must be 'recent' or 'top', got {order!r}")
+        query = select(GalleryEntry).where(
+            GalleryEntry.guild_id.is_(None) if guild_id is None else GalleryEntry.guild_id == str(guild_id)
+        )
+        newest = (GalleryEntry.created_at.desc(), GalleryEntry.id.desc())
+        query = query.order_by(GalleryEntry.likes.desc(), *newest) if order == "top" else query.order_by(*newest)
+        async with self._reading() as session:
+            rows = await session.scalars(query.limit(limit))
+            return [_gallery_item(entry) for entry in rows]
+
+    # -- stats --------------------------------------------------------------------------------
+
+    async def stats(self, guild_id: str | None = None) -> Stats:
+        """Counts over all guilds, or one guild's."""
+        job_filter = [] if guild_id is None else [Job.guild_id == str(guild_id)]
+        entry_filter = [] if guild_id is None else [GalleryEntry.guild_id == str(guild_id)]
+        async with self._reading() as session:
+            by_status = await session.execute(select(Job.status, func.count()).where(*job_filter).group_by(Job.status))
+            by_kind = await session.execute(select(Job.kind, func.count()).where(*job_filter).group_by(Job.kind))
+            users = await session.execute(select(func.count(func.distinct(Job.user_id))).where(*job_filter))
+            entries = await session.execute(
+                select(func.count(), func.coalesce(func.sum(GalleryEntry.likes), 0)).where(*entry_filter)
+            )
+            entry_count, like_count = entries.one()
+            return Stats(
+                jobs_by_status={status: int(n) for status, n in by_status.all()},
+                jobs_by_kind={kind: int(n) for kind, n in by_kind.all()},
+                users=int(users.scalar_one()),
+                gallery_entries=int(entry_count),
+                likes=int(like_count),
+            )
+
+
+_RECORD_COLUMNS = [
+    getattr(Job, name)
+    for name in (
+        "id", "user_id", "guild_id", "channel_id", "kind", "params", "seed", "status", "error",
+        "created_at", "started_at", "finished_at", "timings", "result_location", "result_message_link",
+    )
+]  # fmt: skip
+
+
+def _job_record(job: Job, *, inputs: bool) -> JobRecord:
+    values = {column.key: getattr(job, column.key) for column in _RECORD_COLUMNS}
+    if inputs:
+        values.update(image=job.image, guide=job.guide)
+    return JobRecord(**values)
+
+
+def _gallery_item(entry: GalleryEntry) -> GalleryItem:
+    return GalleryItem(
+        id=entry.id,
+        job_id=entry.job_id,
+        guild_id=entry.guild_id,
+        channel_id=entry.channel_id,
+        message_link=entry.message_link,
+        kind=entry.kind,
+        params=entry.params,
+        likes=entry.likes,
+        created_at=entry.created_at,
+    )
+
+
+def _now(now: float | None) -> float:
+    return time.time() if now is None else float(now)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,159 @@
+"""ORM tables. They must match migrations/versions exactly (tests/bot/test_migrations.py checks this).
+
+Ids from Discord (users, guilds, channels, roles) are kept as strings: they exceed 2**53 and the
+console front uses names, not numbers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "User", "GuildSettingsRow", "RateLimitState", "Job", "GalleryEntry", "Like", "JOB_STATUSES", "utcnow"]
+
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+
+# Explicit constraint names, so the migrations can name the same constraints and later batch
+# migrations on SQLite (which recreate tables) can find them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime; SQLite drops the zone, so it is put back on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use datetime.now(timezone.utc)")
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class GuildSettingsRow(Base):
+    """Per-guild overrides; NULL means "use the default from Settings"."""
+
+    __tablename__ = "guild_settings"
+
+    guild_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    prefix: Mapped[str | None] = mapped_column(String(16))
+    user_burst: Mapped[int | None] = mapped_column(Integer)
+    user_refill_seconds: Mapped[float | None] = mapped_column(Float)
+    guild_jobs_per_hour: Mapped[int | None] = mapped_column(Integer)
+    max_active_jobs: Mapped[int | None] = mapped_column(Integer)
+    exempt_role_ids: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    gallery_channel_id: Mapped[str | None] = mapped_column(String(64))
+    like_threshold: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class RateLimitState(Base):
+    """One GCRA bucket: `tat` is the theoretical arrival time (epoch seconds) of the next request."""
+
+    __tablename__ = "rate_limit_state"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)  # "user:<id>" or "guild:<id>"
+    tat: Mapped[float] = mapped_column(Float, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in JOB_STATUSES) + ")", name="status"),
+        Index("ix_jobs_user_id_status", "user_id", "status"),
+        Index("ix_jobs_status_id", "status", "id"),
+        Index("ix_jobs_guild_id", "guild_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64), ForeignKey("users.id"), nullable=False)
+    guild_id: Mapped[str | None] = mapped_column(String(64))
+    channel_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    seed: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Inputs are kept so queued jobs can be re-run after a restart; they are capped by the fronts.
+    image: Mapped[bytes | None] = mapped_column(LargeBinary)
+    guide: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    timings: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    result_location: Mapped[str | None] = mapped_column(Text)
+    # Added in 0002: the link of the message that carries the result.
+    result_message_link: Mapped[str | None] = mapped_column(Text)
+
+
+class GalleryEntry(Base):
+    __tablename__ = "gallery_entries"
+    __table_args__ = (
+        Index("ix_gallery_entries_guild_id_created_at", "guild_id", "created_at"),
+        Index("ix_gallery_entries_guild_id_likes", "guild_id", "likes"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # One entry per job, which makes adding an entry idempotent.
+    job_id: Mapped[int] = mapped_column(Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, unique=True)
+    guild_id: Mapped[str | None] = mapped_column(String(64))
+    channel_id: Mapped[str | None] = mapped_column(String(64))
+    message_link: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    # Denormalised count, changed in the same transaction as the likes rows, for cheap "top".
+    likes: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class Like(Base):
+    __tablename__ = "likes"
+
+    entry_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("gallery_entries.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -1,0 +1,60 @@
+"""Alembic environment, async-aware. Run through bot.store.migrate, which sets the URL.
+
+The URL comes from `config.attributes["url"]` (set by bot.store.migrate) or, for people who run the
+`alembic` command with their own ini file, from `sqlalchemy.url`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from alembic import context
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+from bot.store._engine import create_engine
+from bot.store.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database URL: run migrations through bot.store.migrate.upgrade(url)")
+    return url
+
+
+def _configure(**kwargs: Any) -> None:
+    # SQLite cannot ALTER most things in place; batch mode recreates the table when needed.
+    context.configure(target_metadata=target_metadata, compare_type=True, render_as_batch=True, **kwargs)
+
+
+def run_migrations_offline() -> None:
+    _configure(url=_url(), literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run_sync(connection: Connection) -> None:
+    _configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_migrations_online() -> None:
+    # Our engine factory: on SQLite it makes the DDL transactional (one BEGIN for a revision).
+    engine = create_engine(_url(), poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run_sync)
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    asyncio.run(run_migrations_online())
