@@ -88,13 +88,21 @@ def _params(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
 
 def _read_input(path: str) -> bytes:
     try:
-        return Path(path).read_bytes()
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise InvalidParameter(f"no such file: {path}") from None
     except IsADirectoryError:
         raise InvalidParameter(f"{path} is a folder, not an image") from None
     except OSError as exc:
         raise InvalidParameter(f"cannot read {path}: {exc.strerror}") from None
+    from core.errors import InvalidImage
+    from core.images import decode_image
+
+    try:
+        decode_image(data)  # checked here so that the error names the file (input or guide)
+    except InvalidImage as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+    return data
 
 
 def _check_output(path: str, suffixes: Sequence[str]) -> Path:

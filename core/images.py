@@ -65,7 +65,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         raise InvalidImage("the file is empty")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit below
             img = Image.open(io.BytesIO(data))  # reads the header only
             if img.format not in ACCEPTED_FORMATS:
                 raise InvalidImage(f"unsupported image format {img.format}; use JPEG, PNG, WebP, BMP or GIF")
@@ -76,12 +76,13 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
                 )
             if width < 1 or height < 1:
                 raise InvalidImage("the image has no pixels")
+            source_format = str(img.format)  # exif_transpose returns a copy that has no format
             img.seek(0)  # GIF and other animations: first frame
             img.load()
             img = ImageOps.exif_transpose(img)
             rgb, alpha = _to_rgb_and_alpha(img)
-            return DecodedImage(rgb=rgb, alpha=alpha, source_format=str(img.format or "unknown"))
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            return DecodedImage(rgb=rgb, alpha=alpha, source_format=source_format)
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         if isinstance(exc, UnidentifiedImageError):
             raise InvalidImage("the file is not an image Pillow can read (JPEG, PNG, WebP, BMP or GIF)") from None
         raise ImageTooLarge("the image declares more pixels than allowed") from None

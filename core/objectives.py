@@ -62,15 +62,17 @@ def channel_objective(layer: str, channel: int) -> Objective:
 def guide_objective(layer: str, guide_features: torch.Tensor) -> Objective:
     """Move each position's features toward the best-matching feature of a guide image.
 
-    guide_features: (C, N), the guide's activations at `layer` flattened over positions.
+    guide_features: (C, N), the guide's activations at `layer` flattened over positions. Both sides
+    are rectified first: the original matched ReLU outputs, and with signed features (our layers
+    end in batch norm) the best match flips between steps and the score stops rising.
     """
+    guide = guide_features.clamp(min=0)
 
     def loss(a: Activations) -> torch.Tensor:
-        x = a[layer]  # (B, C, H, W)
+        x = a[layer].clamp(min=0)  # (B, C, H, W)
         flat = x.flatten(2)  # (B, C, M)
-        dots = torch.einsum("bcm,cn->bmn", flat, guide_features)  # (B, M, N)
-        best = dots.argmax(dim=2)  # (B, M): chosen guide position for each of ours
-        matched = guide_features.t()[best]  # (B, M, C)
+        best = torch.einsum("bcm,cn->bmn", flat, guide).argmax(dim=2)  # (B, M): chosen guide position
+        matched = guide.t()[best]  # (B, M, C)
         return (flat.transpose(1, 2) * matched).sum() / x.shape[1]
 
     return Objective(loss, (layer,), f"guide:{layer}")

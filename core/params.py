@@ -90,6 +90,10 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
         raise InvalidParameter(f"{name} must be {expected}, got {raw!r}") from None
 
 
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def validate_params(kind: str, raw: dict[str, Any] | None = None):
     """Coerce and range-check `raw` into the dataclass of `kind`; unknown keys are an error."""
     if kind not in PARAMS_BY_KIND:
@@ -107,7 +111,7 @@ def validate_params(kind: str, raw: dict[str, Any] | None = None):
         coerced = _coerce(name, hints[name], value)
         lo, hi = known[name].metadata["lo"], known[name].metadata["hi"]
         if (lo is not None and coerced < lo) or (hi is not None and coerced > hi):
-            raise InvalidParameter(f"{name} must be between {lo:g} and {hi:g}, got {coerced!r}")
+            raise InvalidParameter(f"{name} must be between {_number(lo)} and {_number(hi)}, got {coerced!r}")
         if isinstance(coerced, str) and not coerced:
             raise InvalidParameter(f"{name} must not be empty")
         values[name] = coerced

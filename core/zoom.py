@@ -86,7 +86,8 @@ def _encode(frames: list[Image.Image], colors: int, frame_ms: int) -> bytes:
 def encode_gif(frames: list[Image.Image], max_bytes: int, frame_ms: int = 80, *, min_side: int = 32) -> tuple[bytes, GifReport]:
     """A looping GIF no larger than `max_bytes`, found by reducing colours, then size, then frame count.
 
-    Never fails for a positive budget: as a last resort it returns a single small frame.
+    Never fails: as a last resort it returns one small frame (a few KiB, within any budget the
+    parameters allow).
     """
     color_steps = (256, 128, 64, 32, 16)
     current = list(frames)

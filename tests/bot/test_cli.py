@@ -1,0 +1,294 @@
+from __future__ import annotations
+
+import io
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+import skimage
+import torch
+from PIL import Image
+
+from bot.cli import main
+
+PHOTOS = Path(skimage.__file__).parent / "data"
+CHELSEA = str(PHOTOS / "chelsea.png")  # 451 x 300
+
+
+@pytest.fixture(autouse=True)
+def _no_device_from_the_environment(monkeypatch):
+    monkeypatch.delenv("DEVICE", raising=False)
+
+
+@pytest.fixture
+def run(capsys):
+    """dreambot in-process: (exit code, stdout, stderr); a usage error's SystemExit becomes its code."""
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+@pytest.fixture
+def fails(run):
+    """Run a command that must fail; returns its one stderr line."""
+
+    def call(*argv: str) -> str:
+        code, out, err = run(*argv)
+        assert code != 0, (out, err)
+        assert "Traceback" not in out + err
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].strip(), err
+        assert err.endswith("\n")
+        return lines[0]
+
+    return call
+
+
+def oversized_png(path: Path, side: int = 30000) -> Path:
+    """A 40x24 PNG whose header claims `side` x `side` pixels (valid CRC)."""
+    out = io.BytesIO()
+    Image.new("RGB", (40, 24), (200, 30, 10)).save(out, "PNG")
+    data = bytearray(out.getvalue())
+    data[16:24] = struct.pack(">II", side, side)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+    return path
+
+
+# -- bad input files -------------------------------------------------------------------------
+
+
+def test_missing_input_file(fails, tmp_path):
+    line = fails("dream", tmp_path / "nope.png", "-o", tmp_path / "out.png")
+    assert "nope.png" in line and "no such file" in line
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_empty_file(fails, tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    line = fails("dream", tmp_path / "empty.png", "-o", tmp_path / "out.png")
+    assert "empty.png" in line and "empty" in line
+
+
+def test_truncated_image(fails, tmp_path):
+    data = Path(CHELSEA).read_bytes()
+    (tmp_path / "half.png").write_bytes(data[: len(data) // 2])
+    line = fails("dream", tmp_path / "half.png", "-o", tmp_path / "out.png")
+    assert "half.png" in line and "truncated" in line
+
+
+def test_text_file(fails, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a picture\n")
+    line = fails("dream", tmp_path / "notes.txt", "-o", tmp_path / "out.png")
+    assert "notes.txt" in line and "not an image" in line
+
+
+@pytest.mark.parametrize("side", [8000, 30000])
+def test_header_declaring_too_many_pixels(fails, tmp_path, side):
+    big = oversized_png(tmp_path / "bomb.png", side)
+    line = fails("dream", big, "-o", tmp_path / "out.png")
+    assert "bomb.png" in line and ("pixels" in line or "MP" in line)
+    if side == 8000:
+        assert "8000x8000" in line
+
+
+def test_broken_guide_is_named(fails, tmp_path):
+    (tmp_path / "guide.png").write_bytes(b"")
+    line = fails("dream", CHELSEA, "--guide", tmp_path / "guide.png", "-o", tmp_path / "out.png")
+    assert "guide.png" in line
+
+
+def test_folder_as_input(fails, tmp_path):
+    line = fails("dream", tmp_path, "-o", tmp_path / "out.png")
+    assert str(tmp_path) in line and "folder" in line
+
+
+# -- unknown names ---------------------------------------------------------------------------
+
+
+def test_unknown_model_suggests_the_closest(fails, tmp_path):
+    line = fails("dream", CHELSEA, "-o", tmp_path / "out.png", "--model", "goglenet")
+    assert "goglenet" in line and "googlenet" in line.split("goglenet", 1)[1]
+
+
+def test_unknown_layer_suggests_the_closest(fails, tmp_path):
+    line = fails("dream", CHELSEA, "-o", tmp_path / "out.png", "--layer", "blok8")
+    assert "blok8" in line and "block8" in line
+
+
+def test_unknown_class(fails, tmp_path):
+    line = fails("visualize", "xyzzy", "-o", tmp_path / "out.png")
+    assert "xyzzy" in line
+
+
+def test_ambiguous_class_lists_choices(fails, tmp_path):
+    line = fails("visualize", "cat", "-o", tmp_path / "out.png")
+    assert "ambiguous" in line and "Persian cat" in line and "Siamese cat" in line
+
+
+def test_class_index_out_of_range(fails, tmp_path):
+    line = fails("visualize", "1000", "-o", tmp_path / "out.png")
+    assert "1000" in line and "0-999" in line
+
+
+# -- impossible parameters -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["dream", CHELSEA, "--octaves", "0"], ["octaves", "0"]),
+        (["dream", CHELSEA, "--octaves", "99"], ["octaves", "99"]),
+        (["dream", CHELSEA, "--steps", "-1"], ["steps", "-1"]),
+        (["dream", CHELSEA, "--strength", "abc"], ["strength", "abc"]),
+        (["dream", CHELSEA, "--max-side", "many"], ["max-side", "many"]),
+        (["visualize", "banana", "--size", "5"], ["size", "5"]),
+        (["zoom", "--frames", "0"], ["frames", "0"]),
+        (["zoom", "--max-bytes", "10"], ["max_bytes", "10"]),
+    ],
+    ids=["octaves-0", "octaves-99", "steps-negative", "strength-text", "max-side-text", "size-5", "frames-0",
+         "max-bytes-10"],
+)
+def test_impossible_parameter(fails, tmp_path, argv, expected):
+    output = tmp_path / ("out.gif" if argv[0] == "zoom" else "out.png")
+    line = fails(*argv, "-o", output)
+    for word in expected:
+        assert word in line
+    assert not output.exists()
+
+
+def test_missing_required_argument_is_one_line(fails):
+    line = fails("dream", CHELSEA)
+    assert "-o" in line or "--output" in line
+
+
+def test_unknown_command_is_one_line(fails):
+    assert "dreem" in fails("dreem")
+
+
+def test_wrong_output_extension(fails, tmp_path):
+    line = fails("dream", CHELSEA, "-o", tmp_path / "out.txt")
+    assert "out.txt" in line and ".png" in line
+
+
+def test_zoom_output_must_be_gif(fails, tmp_path):
+    line = fails("zoom", "-o", tmp_path / "z.png")
+    assert "z.png" in line and ".gif" in line
+
+
+def test_output_folder_missing(fails, tmp_path):
+    line = fails("dream", CHELSEA, "-o", tmp_path / "nowhere" / "out.png")
+    assert "nowhere" in line and "does not exist" in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_on_a_cpu_machine(fails, tmp_path):
+    line = fails("dream", CHELSEA, "-o", tmp_path / "out.png", "--device", "cuda")
+    assert "cuda" in line.lower()
+
+
+def test_bad_device_name(fails, tmp_path):
+    line = fails("dream", CHELSEA, "-o", tmp_path / "out.png", "--device", "tpu")
+    assert "tpu" in line
+
+
+def test_googlenet_offline_without_weights_names_the_cache_path(fails, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", getattr(torch.hub, "_hub_dir", None))  # restored afterwards
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    line = fails("dream", CHELSEA, "-o", tmp_path / "out.png", "--model", "googlenet", "--offline",
+                 "--steps", "1", "--octaves", "1", "--max-side", "64")
+    assert str(tmp_path / "hub" / "checkpoints" / "googlenet-1378be20.pth") in line
+    assert "downloads are off" in line
+
+
+# -- success paths (tiny, so each takes a second or two on CPU) -------------------------------
+
+
+def test_dream_writes_a_png_of_the_right_aspect(run, tmp_path):
+    out = tmp_path / "out.png"
+    code, stdout, stderr = run("dream", CHELSEA, "-o", out, "--steps", "2", "--octaves", "2", "--max-side", "128")
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert stdout.startswith("wrote") and str(out) in stdout
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.size == (128, 85)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary file left behind
+
+
+def test_dream_writes_a_jpeg(run, tmp_path):
+    out = tmp_path / "out.jpg"
+    code, stdout, stderr = run("dream", CHELSEA, "-o", out, "--steps", "1", "--octaves", "1", "--max-side", "96")
+    assert code == 0, stderr
+    assert "wrote" in stdout
+    with Image.open(out) as img:
+        assert img.format == "JPEG" and img.mode == "RGB" and img.size == (96, 64)
+
+
+def test_models(run):
+    code, stdout, _ = run("models")
+    assert code == 0
+    assert "efficientnet-lite0" in stdout and "googlenet" in stdout
+
+
+def test_layers_of_googlenet(run):
+    code, stdout, _ = run("layers", "--model", "googlenet")
+    assert code == 0
+    assert "inception4c" in stdout and "presets" in stdout
+
+
+def test_layers_of_an_unknown_model(fails):
+    assert "goglenet" in fails("layers", "--model", "goglenet")
+
+
+def test_classes_search(run):
+    code, stdout, _ = run("classes", "fish")
+    assert code == 0
+    assert "anemone fish" in stdout
+    assert all("fish" in line.lower() for line in stdout.splitlines())
+
+
+def test_classes_search_without_match(fails):
+    assert "xyzzy" in fails("classes", "xyzzy")
+
+
+def test_zoom_writes_a_gif_with_the_frames_asked_for(run, tmp_path):
+    out = tmp_path / "z.gif"
+    code, stdout, stderr = run("zoom", "-o", out, "--frames", "3", "--size", "64", "--steps", "1", "--octaves", "1")
+    assert code == 0, stderr
+    assert "wrote" in stdout
+    with Image.open(out) as img:
+        assert img.format == "GIF" and img.n_frames == 3 and max(img.size) == 64
+
+
+def test_visualize_writes_a_png(run, tmp_path):
+    out = tmp_path / "banana.png"
+    code, stdout, stderr = run("visualize", "banana", "--steps", "10", "--size", "64", "-o", out)
+    assert code == 0, stderr
+    assert "wrote" in stdout and "banana" in stdout
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.size == (64, 64)
+
+
+# -- the installed console script ------------------------------------------------------------
+
+
+def test_console_script_reports_a_missing_file_in_one_line(tmp_path):
+    script = Path(sys.executable).parent / "dreambot"
+    assert script.exists(), "the dreambot console script is missing; run `pip install -e .` in the venv"
+    result = subprocess.run([str(script), "dream", str(tmp_path / "gone.png"), "-o", str(tmp_path / "out.png")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "gone.png" in lines[0]
