@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_common(p)
 
+    p = sub.add_parser("console", help="the bot's whole pipeline as a local chat on stdin/stdout")
+    p.add_argument("--user", default="you", help="name to chat as (rate limits are per user)")
+    p.add_argument("--wait", action="store_true", help="finish each job before reading the next line")
+
+    p = sub.add_parser("db", help="database maintenance")
+    p.add_argument("action", choices=["upgrade"], help="upgrade: apply the migrations (safe to repeat)")
+
     sub.add_parser("models", help="list the networks")
     p = sub.add_parser("layers", help="list a network's layers and presets")
     p.add_argument("--model", default="efficientnet-lite0")
@@ -212,7 +219,34 @@ def _cmd_classes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings():
+    from .settings import ConfigError, load_settings
+
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise InvalidParameter(f"bad configuration: {'; '.join(str(exc).splitlines())}") from None
+
+
+def _cmd_console(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .console import run_console
+
+    return asyncio.run(run_console(_settings(), user=args.user, wait=args.wait))
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from .store.migrate import head_revision, upgrade
+
+    upgrade(_settings().database_url)
+    print(f"database is at revision {head_revision()}")
+    return 0
+
+
 COMMANDS = {
+    "console": _cmd_console,
+    "db": _cmd_db,
     "dream": _cmd_dream,
     "visualize": _cmd_visualize,
     "zoom": _cmd_zoom,
@@ -233,6 +267,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dreambot: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a store or system failure: one line, the traceback only on request
+        if os.environ.get("DREAMBOT_DEBUG"):
+            raise
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"dreambot: error: {detail} (set DREAMBOT_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

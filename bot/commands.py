@@ -65,8 +65,11 @@ class Request:
         return self.name in JOB_COMMANDS
 
 
-def parse_command(text: str, prefix: str = "!") -> Request | None:
-    """Parse `text`; None when it is not addressed to us (no prefix, or nothing after it)."""
+def parse_command(text: str, prefix: str = "!", *, defaults: dict[str, Any] | None = None) -> Request | None:
+    """Parse `text`; None when it is not addressed to us (no prefix, or nothing after it).
+
+    `defaults` are job parameters the user did not give (e.g. the deployment's model).
+    """
     text = text.strip()
     if not prefix or not text.startswith(prefix):
         return None
@@ -79,6 +82,9 @@ def parse_command(text: str, prefix: str = "!") -> Request | None:
     if name not in HELP:
         raise CommandError(f"unknown command {name!r}{_suggest(name, prefix)}")
     options, free = _options(words)
+    if name in JOB_COMMANDS and defaults:
+        known = {p for p, _, _ in param_help(name)}
+        options = {k: str(v) for k, v in defaults.items() if k in known} | options
     return _PARSERS[name](name, options, free, prefix)
 
 

@@ -202,6 +202,10 @@ class Store:
         """queued -> running; False when the job is no longer queued (e.g. cancelled meanwhile)."""
         return await self._transition(job_id, ("queued",), status="running", started_at=utcnow())
 
+    async def requeue_job(self, job_id: int) -> bool:
+        """running -> queued, for a job whose process stopped before it ended (restart recovery)."""
+        return await self._transition(job_id, ("running",), status="queued", started_at=None)
+
     async def finish_job(
         self,
         job_id: int,
