@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", default="you", help="name to chat as (rate limits are per user)")
     p.add_argument("--wait", action="store_true", help="finish each job before reading the next line")
 
+    p = sub.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
+    p.add_argument("--sync-commands", action="store_true", help="register the slash commands with Discord once")
+
     p = sub.add_parser("db", help="database maintenance")
     p.add_argument("action", choices=["upgrade"], help="upgrade: apply the migrations (safe to repeat)")
 
@@ -236,6 +239,22 @@ def _cmd_console(args: argparse.Namespace) -> int:
     return asyncio.run(run_console(_settings(), user=args.user, wait=args.wait))
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .discord_front.run import run_bot
+
+    settings = _settings()
+    try:
+        return asyncio.run(run_bot(settings, sync_commands=args.sync_commands))
+    except Exception as exc:
+        import discord
+
+        if isinstance(exc, discord.LoginFailure):
+            raise InvalidParameter("Discord refused the token (DISCORD_TOKEN); check it in the developer portal") from None
+        raise
+
+
 def _cmd_db(args: argparse.Namespace) -> int:
     from .store.migrate import head_revision, upgrade
 
@@ -247,6 +266,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
 COMMANDS = {
     "console": _cmd_console,
     "db": _cmd_db,
+    "run": _cmd_run,
     "dream": _cmd_dream,
     "visualize": _cmd_visualize,
     "zoom": _cmd_zoom,

@@ -39,6 +39,7 @@ HELP: dict[str, str] = {
     "quota": "show how many jobs you can start now, e.g. !quota",
     "gallery": "show this server's gallery, newest or most liked, e.g. !gallery top",
     "stats": "show this server's numbers, e.g. !stats",
+    "settings": "server admins: set the prefix, limits, exempt roles and gallery channel, e.g. !settings user_burst:5 like_threshold:3",
     "help": "help on all commands or one, e.g. !help dream",
 }
 COMMANDS: tuple[str, ...] = tuple(HELP)
@@ -244,6 +245,11 @@ _PARSERS: dict[str, Callable[[str, dict[str, str], list[str], str], Request]] = 
     "dream": _job,
     "visualize": _job,
     "zoom": _job,
+    "settings": _plain(
+        ("prefix", "user_burst", "user_refill_seconds", "guild_jobs_per_hour", "max_active_jobs",
+         "exempt_role", "gallery_channel", "like_threshold"),
+        0,
+    ),
     "models": _plain(),
     "layers": _layers,
     "classes": _classes,

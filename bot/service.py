@@ -238,6 +238,9 @@ class DreamService:
             return "the gallery is empty: results appear here once they are posted"
         return "\n".join(f"#{item.id} {item.kind} ({item.likes} likes): {item.message_link}" for item in items)
 
+    async def _answer_settings(self, request: Request, requester: Requester) -> str:
+        return "settings belong to a Discord server; server admins change them there"
+
     async def _answer_stats(self, request: Request, requester: Requester) -> str:
         s = await self.store.stats(requester.guild_id)
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(s.jobs_by_kind.items())) or "none yet"

@@ -1,0 +1,79 @@
+"""Getting a user's image safely: checked from metadata first, downloaded with a cap and a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import aiohttp
+import discord
+
+__all__ = ["ImageSource", "InputRefused", "find_image_urls", "check_attachment", "download", "ALLOWED_TYPES", "CDN_HOSTS"]
+
+ALLOWED_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp")
+CDN_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
+_URL = re.compile(r"https?://\S+", re.IGNORECASE)
+
+
+class InputRefused(Exception):
+    """An attachment or URL we will not download; str(error) is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    url: str
+    filename: str
+    size: int | None  # declared size, when known before downloading
+    content_type: str | None
+
+
+def check_attachment(attachment: discord.Attachment, max_bytes: int) -> ImageSource:
+    """Refuse by metadata (type, size) before a single byte is downloaded."""
+    kind = (attachment.content_type or "").split(";")[0].strip().lower()
+    if kind and kind not in ALLOWED_TYPES:
+        raise InputRefused(f"{attachment.filename} is {kind}, not a photo (PNG, JPEG, WebP, GIF or BMP)")
+    if not kind and not attachment.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")):
+        raise InputRefused(f"{attachment.filename} does not look like a photo (PNG, JPEG, WebP, GIF or BMP)")
+    if attachment.size > max_bytes:
+        raise InputRefused(f"{attachment.filename} is {attachment.size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
+    return ImageSource(attachment.url, attachment.filename, attachment.size, kind or None)
+
+
+def find_image_urls(words: list[str], allowed_hosts: tuple[str, ...] = CDN_HOSTS) -> tuple[list[str], list[ImageSource]]:
+    """Split free words into (other words, image URLs); URLs off Discord's own CDN are refused."""
+    rest, sources = [], []
+    for word in words:
+        if not _URL.fullmatch(word.strip("<>")):
+            rest.append(word)
+            continue
+        url = word.strip("<>")
+        host = (urlparse(url).hostname or "").lower()
+        if host not in allowed_hosts:
+            raise InputRefused(f"images are taken from Discord's own CDN only ({', '.join(CDN_HOSTS)}), not {host or url}")
+        sources.append(ImageSource(url, urlparse(url).path.rsplit("/", 1)[-1] or "image", None, None))
+    return rest, sources
+
+
+async def download(session: aiohttp.ClientSession, source: ImageSource, *, max_bytes: int, timeout: float = 20.0) -> bytes:
+    """Fetch at most `max_bytes` within `timeout` seconds; larger or slower answers are refused."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.get(source.url, allow_redirects=False) as response:
+                if response.status != 200:
+                    raise InputRefused(f"could not fetch {source.filename} (HTTP {response.status})")
+                declared = response.content_length
+                if declared is not None and declared > max_bytes:
+                    raise InputRefused(f"{source.filename} is {declared / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
+                chunks, total = [], 0
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    total += len(chunk)
+                    if total > max_bytes:
+                        raise InputRefused(f"{source.filename} is larger than the {max_bytes / 2**20:.0f} MiB limit")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+    except TimeoutError:
+        raise InputRefused(f"fetching {source.filename} took longer than {timeout:.0f} s") from None
+    except aiohttp.ClientError as exc:
+        raise InputRefused(f"could not fetch {source.filename} ({type(exc).__name__})") from None

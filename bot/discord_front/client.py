@@ -1,0 +1,128 @@
+"""The Bot subclass: resources are injected, cogs loaded in `setup_hook`, no globals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import aiohttp
+import discord
+from discord.ext import commands
+
+from ..commands import CommandError, parse_command
+from ..service import DreamService
+from ..settings import Settings
+from ..store import Store
+from .attachments import CDN_HOSTS
+
+if TYPE_CHECKING:
+    from .jobs import JobPresenter
+
+__all__ = ["DreamBot", "EXTENSIONS"]
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("bot.discord_front.cogs.dreams", "bot.discord_front.cogs.info", "bot.discord_front.cogs.community")
+
+
+class DreamBot(commands.Bot):
+    def __init__(
+        self,
+        *,
+        service: DreamService,
+        store: Store,
+        settings: Settings,
+        http_session: aiohttp.ClientSession,
+        cdn_hosts: tuple[str, ...] = CDN_HOSTS,
+        max_input_bytes: int = 25 * 1024 * 1024,
+        progress_interval: float = 2.0,
+        **options,
+    ):
+        intents = discord.Intents.default()
+        intents.message_content = True  # prefix commands read the text of messages
+        super().__init__(
+            command_prefix=self._prefix_for,
+            intents=intents,
+            help_command=None,
+            # Nothing the bot echoes can ping anyone: no @everyone, @here, roles or users.
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,
+        )
+        self.service, self.store, self.settings = service, store, settings
+        self.http_session = http_session
+        self.cdn_hosts = cdn_hosts
+        self.max_input_bytes = max_input_bytes
+        self.progress_interval = progress_interval
+        self.prefixes: dict[int, str] = {}  # guild id -> prefix, filled from the store on demand
+        self.presenter: JobPresenter | None = None
+        self._background: set[asyncio.Task] = set()
+
+    async def _prefix_for(self, bot: commands.Bot, message: discord.Message) -> list[str]:
+        prefix = self.settings.command_prefix
+        if message.guild is not None:
+            if message.guild.id not in self.prefixes:
+                guild = await self.store.get_guild_settings(str(message.guild.id))
+                self.prefixes[message.guild.id] = guild.prefix or self.settings.command_prefix
+            prefix = self.prefixes[message.guild.id]
+        return commands.when_mentioned_or(prefix)(bot, message)
+
+    def prefix_in(self, guild: discord.abc.Snowflake | None) -> str:
+        return self.prefixes.get(guild.id, self.settings.command_prefix) if guild else self.settings.command_prefix
+
+    async def setup_hook(self) -> None:
+        from .jobs import JobPresenter, button_classes
+
+        self.presenter = JobPresenter(self)
+        # Buttons encode their job in custom_id, so they keep working after a restart.
+        self.add_dynamic_items(*button_classes())
+        for extension in EXTENSIONS:
+            try:
+                await self.load_extension(extension)
+            except commands.ExtensionError:
+                # One broken cog must not take the others down.
+                log.exception("could not load %s", extension)
+        self.spawn(self._recover_after_ready())
+
+    def spawn(self, coroutine) -> asyncio.Task:
+        """A background task the bot keeps a reference to (and cancels on close)."""
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _recover_after_ready(self) -> None:
+        await self.wait_until_ready()
+        assert self.presenter is not None
+        await self.presenter.recover()
+
+    async def on_command_error(self, ctx: commands.Context, error: commands.CommandError) -> None:
+        """Every failure becomes one line for the user; only unexpected ones reach the log."""
+        if isinstance(error, commands.HybridCommandError):
+            error = error.original  # type: ignore[assignment]
+        if isinstance(error, commands.CommandNotFound):
+            # The parser knows the commands and suggests the closest one.
+            try:
+                parse_command(ctx.message.content, self.prefix_in(ctx.guild))
+            except CommandError as exc:
+                await ctx.send(str(exc))
+            return
+        if isinstance(error, (commands.MissingPermissions, discord.app_commands.MissingPermissions)):
+            text = "you need the Manage Server permission for that"
+        elif isinstance(error, commands.NoPrivateMessage):
+            text = "that works on servers only"
+        elif isinstance(error, commands.UserInputError):
+            text = str(error).splitlines()[0] if str(error) else "I could not read that command"
+        else:
+            log.error("command %s failed", ctx.command, exc_info=error)
+            text = "something went wrong on our side; it was logged"
+        try:
+            await ctx.send(text)
+        except (discord.HTTPException, aiohttp.ClientError, RuntimeError) as exc:  # e.g. while shutting down
+            log.warning("could not report an error to the user: %s", exc)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await super().close()

@@ -1,0 +1,87 @@
+"""Server settings for admins and the gallery channel where well-liked results are featured."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from typing import TYPE_CHECKING
+
+import discord
+from discord.ext import commands
+
+if TYPE_CHECKING:
+    from ..client import DreamBot
+
+log = logging.getLogger(__name__)
+
+_NUMBERS = {"user_burst": int, "user_refill_seconds": float, "guild_jobs_per_hour": int, "max_active_jobs": int, "like_threshold": int}
+
+
+class Community(commands.Cog):
+    def __init__(self, bot: DreamBot):
+        self.bot = bot
+
+    @commands.hybrid_command(name="settings")
+    @commands.guild_only()
+    @commands.has_permissions(manage_guild=True)
+    async def settings(self, ctx: commands.Context, *, options: str = "") -> None:
+        """Server admins: prefix:? user_burst:3 user_refill_seconds:60 guild_jobs_per_hour:30 max_active_jobs:2 exempt_role:@role gallery_channel:#ch like_threshold:5"""
+        assert ctx.guild is not None
+        changes: dict[str, object] = {}
+        try:
+            for word in shlex.split(options):
+                key, sep, value = word.partition(":")
+                key = key.lower().replace("-", "_")
+                if not sep or not value:
+                    raise ValueError(f"options look like key:value, got {word!r}")
+                if key == "prefix":
+                    if len(value) > 16 or " " in value:
+                        raise ValueError("a prefix is up to 16 characters without spaces")
+                    changes["prefix"] = value
+                elif key in _NUMBERS:
+                    number = _NUMBERS[key](value)
+                    if number < 0:
+                        raise ValueError(f"{key} cannot be negative")
+                    changes[key] = number
+                elif key == "exempt_role":
+                    role = await commands.RoleConverter().convert(ctx, value)
+                    current = (await self.bot.store.get_guild_settings(str(ctx.guild.id))).exempt_role_ids
+                    changes["exempt_role_ids"] = tuple(dict.fromkeys(current + (str(role.id),)))
+                elif key == "gallery_channel":
+                    channel = await commands.TextChannelConverter().convert(ctx, value)
+                    changes["gallery_channel_id"] = str(channel.id)
+                else:
+                    raise ValueError(f"unknown setting {key!r}; see {self.bot.prefix_in(ctx.guild)}help settings")
+        except (ValueError, commands.BadArgument) as exc:
+            await ctx.send(str(exc).splitlines()[0])
+            return
+        current = await self.bot.store.set_guild_settings(str(ctx.guild.id), **changes) if changes else \
+            await self.bot.store.get_guild_settings(str(ctx.guild.id))
+        if "prefix" in changes:
+            self.bot.prefixes[ctx.guild.id] = str(changes["prefix"])
+        limits = current.limits(self.bot.store.limits)
+        await ctx.send(
+            f"prefix {current.prefix or self.bot.settings.command_prefix}; per user {limits.user_burst} jobs, one more every "
+            f"{limits.user_refill_seconds:g} s, {limits.max_active_jobs} at once; {limits.guild_jobs_per_hour} per hour "
+            f"for the server; exempt roles: {len(current.exempt_role_ids)}; gallery channel: "
+            f"{'<#' + current.gallery_channel_id + '>' if current.gallery_channel_id else 'none'}, "
+            f"featured at {current.like_threshold or 'no'} likes"
+        )
+
+    async def maybe_feature(self, guild: discord.Guild, message: discord.Message, likes: int) -> None:
+        """Repost a result to the gallery channel the moment it reaches the like threshold."""
+        settings = await self.bot.store.get_guild_settings(str(guild.id))
+        if not settings.gallery_channel_id or not settings.like_threshold or likes != settings.like_threshold:
+            return
+        channel = guild.get_channel(int(settings.gallery_channel_id))
+        if not isinstance(channel, discord.abc.Messageable):
+            return
+        files = [await a.to_file() for a in message.attachments[:1]]
+        try:
+            await channel.send(f"⭐ {likes} likes: {message.jump_url}", files=files)
+        except discord.HTTPException as exc:
+            log.warning("could not feature %s: %s", message.jump_url, exc)
+
+
+async def setup(bot: DreamBot) -> None:
+    await bot.add_cog(Community(bot))

@@ -1,0 +1,48 @@
+"""`dreambot run`: open the resources, start the bot, shut down cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import aiohttp
+
+from core.errors import InvalidParameter
+
+from ..executor import LocalProcessExecutor
+from ..service import DreamService
+from ..settings import Settings
+from ..store import Store
+from .client import DreamBot
+
+__all__ = ["run_bot"]
+
+log = logging.getLogger(__name__)
+
+
+async def run_bot(settings: Settings, *, sync_commands: bool = False) -> int:
+    if settings.discord_token is None or not settings.discord_token.get_secret_value().strip():
+        raise InvalidParameter("DISCORD_TOKEN is not set; put it in the environment or a .env file (see the README)")
+    token = settings.discord_token.get_secret_value()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    async with aiohttp.ClientSession() as session, Store.open(
+        settings.database_url, limits=settings.rate_limits, upgrade=True
+    ) as store, LocalProcessExecutor(
+        workers=settings.workers, device=settings.device, warm_models=(settings.dream_model,)
+    ) as executor:
+        service = DreamService(store=store, executor=executor, results_dir=settings.results_dir, prefix=settings.command_prefix)
+        bot = DreamBot(service=service, store=store, settings=settings, http_session=session)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # Closing the bot cancels running jobs' tasks; their records stay active and the next
+            # start re-runs them, so a restart loses nothing.
+            loop.add_signal_handler(sig, lambda: bot.spawn(bot.close()) if not bot.is_closed() else None)
+        async with bot:
+            if sync_commands:
+                @bot.event
+                async def on_ready() -> None:  # sync once, on request, not on every start
+                    synced = await bot.tree.sync()
+                    log.info("synced %d slash commands", len(synced))
+            await bot.start(token)
+    return 0

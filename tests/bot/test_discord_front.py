@@ -1,0 +1,236 @@
+"""The Discord front end to end: the real discord.py client against a local fake Discord.
+
+A warm worker with the real engine serves the whole module; each test gets a fresh store, fake
+Discord and bot. Jobs use tiny sizes so they take a second or two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from PIL import Image
+
+from bot.discord_front import DreamBot
+from bot.executor import LocalProcessExecutor
+from bot.service import DreamService
+from bot.settings import load_settings
+from bot.store import RateLimits, Store
+from tests.fake_discord import FakeDiscord, running_bot
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+LIMIT = 60.0
+SMALL = "steps:2 octaves:2 max_side:96"
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def executor():
+    async with LocalProcessExecutor(workers=1, device="cpu", warm_models=("efficientnet-lite0",)) as pool:
+        yield pool
+
+
+@pytest.fixture
+def photo(photo_bytes):
+    return photo_bytes("chelsea.png", (144, 96))
+
+
+class World:
+    """One test's fake Discord, store and the means to start (and restart) the bot."""
+
+    def __init__(self, fake, store, service, settings, session):
+        self.fake, self.store, self.service, self.settings, self.session = fake, store, service, settings, session
+
+    @asynccontextmanager
+    async def bot(self):
+        client = DreamBot(
+            service=self.service, store=self.store, settings=self.settings, http_session=self.session,
+            cdn_hosts=("127.0.0.1",), progress_interval=0.3, guild_ready_timeout=0.05,
+        )
+        async with running_bot(self.fake, client, timeout=LIMIT):
+            yield client
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def world(tmp_path, executor, request):
+    limits = getattr(request, "param", RateLimits(user_burst=10, max_active_jobs=5))
+    settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", results_dir=tmp_path / "results",
+                             device="cpu", _env_file=None)
+    async with FakeDiscord(default_timeout=LIMIT) as fake, aiohttp.ClientSession() as session, \
+            Store.open(settings.database_url, limits=limits, upgrade=True) as store:
+        service = DreamService(store=store, executor=executor, results_dir=settings.results_dir)
+        yield World(fake, store, service, settings, session)
+        assert fake.unknown_routes == [], fake.unknown_routes
+
+
+def decoded(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def bot_said(fake, text):
+    return fake.wait_for_message(lambda m: text in m["content"])
+
+
+async def test_dream_on_an_attachment_acknowledges_shows_progress_and_replies(world, photo):
+    fake = world.fake
+    async with world.bot():
+        sent = await fake.dispatch_message(f"!dream steps:6 octaves:2 max_side:96", attachments=[fake.add_attachment(photo, "cat.png")])
+        upload = await fake.wait_for_upload()
+        assert decoded(upload.data).size == (96, 64)
+        ack = next(m for m in fake.messages if m["content"].startswith("🌀 job #1"))
+        reply = next(m for m in fake.messages if int(m["id"]) == upload.message_id)
+        assert reply["message_reference"]["message_id"] == sent["id"]
+        assert "`!dream steps:6 octaves:2 max_side:96 seed:" in reply["content"]
+        buttons = [c["custom_id"] for row in reply["components"] for c in row["components"]]
+        assert buttons == ["dream:reroll:1", "dream:deeper:1", "dream:like:1", "dream:delete:1"]
+        await fake.wait_for_edit(lambda e: e.message_id == int(ack["id"]) and e.payload["content"].startswith("✅ job #1 done"))
+        progress = [e for e in fake.edits if e.message_id == int(ack["id"]) and "█" in e.payload.get("content", "") + "░"]
+        assert progress, "the acknowledgement is edited with progress"
+        assert all(b.at - a.at >= 0.25 for a, b in zip(progress, progress[1:])), "edits are rate-limited"
+    job = await world.store.get_job(1)
+    assert job.status == "done" and job.result_message_link.endswith(reply["id"])
+
+
+async def test_slash_command_dream(world, photo):
+    fake = world.fake
+    async with world.bot():
+        interaction = await fake.dispatch_slash_command("dream", {"image": fake.add_attachment(photo, "cat.png"), "options": SMALL})
+        response = await fake.wait_for_interaction_response(interaction)
+        assert response.type == 5  # deferred while the image downloads
+        upload = await fake.wait_for_upload()
+        assert upload.via == "webhook" and decoded(upload.data).size == (96, 64)
+
+
+async def test_visualize_banana(world):
+    async with world.bot():
+        await world.fake.dispatch_message("!visualize banana steps:12 size:64")
+        upload = await world.fake.wait_for_upload()
+        assert decoded(upload.data).size == (64, 64)
+        message = next(m for m in world.fake.messages if int(m["id"]) == upload.message_id)
+        assert "banana" in message["content"] and "`!visualize banana size:64 steps:12 seed:" in message["content"]
+
+
+async def test_buttons_keep_working_after_a_restart(world, photo):
+    fake = world.fake
+    async with world.bot():
+        await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "cat.png")])
+        first = await fake.wait_for_upload()
+    result = next(m for m in fake.messages if int(m["id"]) == first.message_id)
+    async with world.bot():  # a new process: nothing in memory knows the old message
+        interaction = await fake.dispatch_button("dream:reroll:1", message=result, user=fake.alice)
+        response = await fake.wait_for_interaction_response(interaction)
+        assert response.type == 4 and "job #2" in response.data["content"]
+        second = await fake.wait_for_upload(start=1)
+        assert decoded(second.data).size == (96, 64) and second.data != first.data
+        deeper = await fake.dispatch_button("dream:deeper:1", message=result, user=fake.alice)
+        assert "job #3" in (await fake.wait_for_interaction_response(deeper)).data["content"]
+        await fake.wait_for_upload(start=2)
+    assert (await world.store.get_job(2)).seed != (await world.store.get_job(1)).seed
+
+
+@pytest.mark.parametrize("world", [RateLimits(user_burst=1, user_refill_seconds=3600, max_active_jobs=5)], indirect=True)
+async def test_a_rate_limited_user_is_told_when_to_come_back(world, photo):
+    fake = world.fake
+    async with world.bot():
+        await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "a.png")])
+        await fake.wait_for_upload()
+        await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "b.png")])
+        denial = await bot_said(fake, "you can start another job in")
+        assert denial["content"].startswith("⏳")
+    assert (await world.store.stats()).jobs == 1
+
+
+async def test_bad_attachments_are_refused_before_downloading(world):
+    fake = world.fake
+    async with world.bot():
+        await fake.dispatch_message("!dream", attachments=[fake.add_attachment(b"just text", "notes.txt", "text/plain")])
+        await bot_said(fake, "notes.txt is text/plain, not a photo")
+        huge = fake.add_attachment(b"\x89PNG" + bytes(100), "huge.png", "image/png", declared_size=40 * 1024 * 1024)
+        await fake.dispatch_message("!dream", attachments=[huge])
+        await bot_said(fake, "huge.png is 40.0 MiB; the limit is 25 MiB")
+        await fake.dispatch_message("!dream https://example.com/cat.png")
+        await bot_said(fake, "Discord's own CDN only")
+        await fake.dispatch_message("!dream", attachments=[fake.add_attachment(b"GIF89a-broken", "broken.png", "image/png")])
+        await bot_said(fake, "job #1: ")
+        await fake.dispatch_message("!dreem")
+        await bot_said(fake, "unknown command 'dreem' (did you mean !dream?)")
+        await fake.dispatch_message("!dream octaves:99", attachments=[fake.add_attachment(b"x", "a.png", "image/png")])
+        await bot_said(fake, "octaves must be between 1 and 8")
+    assert all(r.path.endswith("broken.png") for r in fake.cdn_requests), "refused files are never downloaded"
+    assert not any("Traceback" in m["content"] for m in fake.messages)
+    assert (await world.store.get_job(1)).status == "failed"
+
+
+async def test_echoed_text_cannot_ping(world):
+    async with world.bot():
+        await world.fake.dispatch_message("!visualize @everyone <@&123>")
+        message = await bot_said(world.fake, "@everyone")
+        assert message["mention_everyone"] is False and message["mention_roles"] == []
+
+
+async def test_upload_413_is_retried_smaller_and_the_limit_is_respected(world, photo_bytes):
+    fake = world.fake
+    big_photo = photo_bytes("astronaut.png", (400, 400))
+    async with world.bot():
+        fake.fail_next_upload()
+        await fake.dispatch_message("!dream steps:1 octaves:1", attachments=[fake.add_attachment(big_photo, "big.png")])
+        upload = await fake.wait_for_upload()
+        (rejected,) = fake.rejected_uploads
+        assert len(upload.data) < rejected.total_size and decoded(upload.data).size[0] > 0
+
+        fake.set_upload_limit(60_000)  # the result PNG is larger: it must be re-encoded to fit
+        await fake.dispatch_message("!dream steps:1 octaves:1", attachments=[fake.add_attachment(big_photo, "big.png")])
+        fitted = await fake.wait_for_upload(start=1)
+        assert len(fitted.data) <= 60_000 and decoded(fitted.data).format == "JPEG"
+        message = next(m for m in fake.messages if int(m["id"]) == fitted.message_id)
+        assert "to fit the upload limit" in message["content"]
+
+
+async def test_gateway_disconnect_resumes_and_commands_still_work(world, photo):
+    fake = world.fake
+    async with world.bot():
+        await fake.disconnect(code=4000)
+        await fake.wait_for_resume()
+        await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "cat.png")])
+        await fake.wait_for_upload()
+        assert len(fake.identifies) == 1 and len(fake.resumes) == 1
+
+
+async def test_delete_is_for_the_requester_or_moderators_and_likes_fill_the_gallery(world, photo):
+    fake = world.fake
+    async with world.bot():
+        await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "cat.png")], author=fake.alice)
+        upload = await fake.wait_for_upload()
+        result = next(m for m in fake.messages if int(m["id"]) == upload.message_id)
+        for user in (fake.alice, fake.bob, fake.bob):
+            await fake.dispatch_button("dream:like:1", message=result, user=user)
+        await fake.wait_for(lambda: len(fake.interaction_responses) == 3, LIMIT)
+        replies = sorted(r.data["content"] for r in fake.interaction_responses)
+        assert replies[0].startswith("you already liked this") and sum("⭐ liked" in r for r in replies) == 2
+        await fake.dispatch_message("!gallery top")
+        await bot_said(fake, "(2 likes)")
+        refusal = await fake.dispatch_button("dream:delete:1", message=result, user=fake.bob)
+        assert "only the person who asked" in (await fake.wait_for_interaction_response(refusal)).data["content"]
+        assert not fake.deleted
+        await fake.dispatch_button("dream:delete:1", message=result, user=fake.alice)
+        await fake.wait_for(lambda: fake.deleted, LIMIT)
+
+
+async def test_jobs_interrupted_by_a_shutdown_run_again_after_the_restart(world, photo):
+    fake = world.fake
+    async with world.bot():
+        await fake.dispatch_message("!dream steps:60 octaves:3 max_side:160", attachments=[fake.add_attachment(photo, "cat.png")])
+        await fake.wait_for(lambda: world.service.executor.running(), LIMIT)
+    # The bot closed mid-job; the job must not be lost.
+    await fake.wait_for(lambda: not world.service.executor.running(), LIMIT)
+    assert (await world.store.get_job(1)).status in ("queued", "running")
+    async with world.bot():
+        await bot_said(fake, "interrupted by a restart")
+        upload = await fake.wait_for_upload()
+        assert decoded(upload.data).size == (144, 96)
+    assert (await world.store.get_job(1)).status == "done"
