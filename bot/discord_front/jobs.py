@@ -204,7 +204,10 @@ class JobPresenter:
     async def _run(self, job_id: int, spec: JobSpec, post: _Post, user_id: int) -> JobOutcome:
         title = f"🌀 job #{job_id} ({spec.kind})"
         progress = ProgressMessage(post.ack, title, interval=self.bot.progress_interval)
-        outcome = await self.bot.service.run(job_id, spec, progress.update)
+        try:
+            outcome = await self.bot.service.run(job_id, spec, progress.update)
+        finally:
+            progress.stop()
         if outcome.status != "done" or outcome.result is None:
             await progress.finish(f"❌ job #{job_id}: {outcome.error}")
             return outcome

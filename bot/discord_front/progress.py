@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+import aiohttp
 import discord
 
 from core.jobs import ProgressEvent
@@ -53,13 +54,18 @@ class ProgressMessage:
         try:
             await self.message.edit(content=text)
             self.edits += 1
-        except discord.HTTPException as exc:  # a failed progress edit must never fail the job
+        except (discord.HTTPException, aiohttp.ClientError, RuntimeError) as exc:
+            # A failed progress edit (or one during shutdown) must never fail the job.
             log.warning("progress edit failed: %s", exc)
 
-    async def finish(self, text: str) -> None:
+    def stop(self) -> None:
+        """Drop any pending edit (the job ended, or the bot is closing)."""
         if self._flusher is not None:
             self._flusher.cancel()
+
+    async def finish(self, text: str) -> None:
+        self.stop()
         try:
             await self.message.edit(content=text)
-        except discord.HTTPException as exc:
+        except (discord.HTTPException, aiohttp.ClientError, RuntimeError) as exc:
             log.warning("final progress edit failed: %s", exc)

@@ -224,7 +224,7 @@ async def test_delete_is_for_the_requester_or_moderators_and_likes_fill_the_gall
 async def test_jobs_interrupted_by_a_shutdown_run_again_after_the_restart(world, photo):
     fake = world.fake
     async with world.bot():
-        await fake.dispatch_message("!dream steps:60 octaves:3 max_side:160", attachments=[fake.add_attachment(photo, "cat.png")])
+        await fake.dispatch_message("!dream steps:20 octaves:2 max_side:160", attachments=[fake.add_attachment(photo, "cat.png")])
         await fake.wait_for(lambda: world.service.executor.running(), LIMIT)
     # The bot closed mid-job; the job must not be lost.
     await fake.wait_for(lambda: not world.service.executor.running(), LIMIT)
