@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -234,3 +235,16 @@ async def test_jobs_interrupted_by_a_shutdown_run_again_after_the_restart(world,
         upload = await fake.wait_for_upload()
         assert decoded(upload.data).size == (144, 96)
     assert (await world.store.get_job(1)).status == "done"
+
+
+async def test_the_token_never_reaches_the_logs(world, photo, caplog):
+    caplog.set_level(logging.DEBUG)
+    async with world.bot():
+        await world.fake.dispatch_message(f"!dream {SMALL}", attachments=[world.fake.add_attachment(photo, "cat.png")])
+        await world.fake.wait_for_upload()
+        await world.fake.disconnect(code=4000)
+        await world.fake.wait_for_resume()
+    assert caplog.records, "debug logging was captured"
+    assert not any(world.fake.token in record.getMessage() for record in caplog.records)
+    with_token = load_settings(discord_token=world.fake.token, _env_file=None)
+    assert world.fake.token not in repr(with_token) and world.fake.token not in str(with_token.model_dump())
