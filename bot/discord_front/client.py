@@ -122,7 +122,9 @@ class DreamBot(commands.Bot):
             log.warning("could not report an error to the user: %s", exc)
 
     async def close(self) -> None:
-        for task in list(self._background):
+        # Cancelled job tasks leave their jobs recorded as unfinished: the next start runs them.
+        tasks = [t for t in self._background if t is not asyncio.current_task()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await super().close()

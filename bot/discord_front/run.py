@@ -34,15 +34,26 @@ async def run_bot(settings: Settings, *, sync_commands: bool = False) -> int:
         service = DreamService(store=store, executor=executor, results_dir=settings.results_dir, prefix=settings.command_prefix)
         bot = DreamBot(service=service, store=store, settings=settings, http_session=session)
         loop = asyncio.get_running_loop()
+        closing: list[asyncio.Task] = []  # keeps the close task referenced until it ends
+
+        def stop() -> None:
+            if not bot.is_closed() and not closing:
+                closing.append(asyncio.create_task(bot.close()))
+
         for sig in (signal.SIGTERM, signal.SIGINT):
             # Closing the bot cancels running jobs' tasks; their records stay active and the next
             # start re-runs them, so a restart loses nothing.
-            loop.add_signal_handler(sig, lambda: bot.spawn(bot.close()) if not bot.is_closed() else None)
-        async with bot:
-            if sync_commands:
-                @bot.event
-                async def on_ready() -> None:  # sync once, on request, not on every start
-                    synced = await bot.tree.sync()
-                    log.info("synced %d slash commands", len(synced))
-            await bot.start(token)
+            loop.add_signal_handler(sig, stop)
+        try:
+            async with bot:
+                if sync_commands:
+                    @bot.event
+                    async def on_ready() -> None:  # sync once, on request, not on every start
+                        synced = await bot.tree.sync()
+                        log.info("synced %d slash commands", len(synced))
+                await bot.start(token)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    log.info("stopped cleanly")
     return 0

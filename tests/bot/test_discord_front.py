@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
+import signal
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -248,3 +250,22 @@ async def test_the_token_never_reaches_the_logs(world, photo, caplog):
     assert not any(world.fake.token in record.getMessage() for record in caplog.records)
     with_token = load_settings(discord_token=world.fake.token, _env_file=None)
     assert world.fake.token not in repr(with_token) and world.fake.token not in str(with_token.model_dump())
+
+
+async def test_sigterm_stops_the_bot_cleanly_and_keeps_the_running_job(tmp_path, photo):
+    from bot.discord_front.run import run_bot
+    from tests.fake_discord import patch_discord_urls
+
+    settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", results_dir=tmp_path / "r",
+                             device="cpu", workers=1, discord_token="fake-token", _env_file=None)
+    async with FakeDiscord(default_timeout=LIMIT) as fake:
+        with patch_discord_urls(fake):
+            running = asyncio.create_task(run_bot(settings))
+            await fake.wait_for(lambda: fake.identifies, LIMIT)
+            await asyncio.sleep(2.5)  # past guild_ready_timeout: the bot is ready
+            await fake.dispatch_message("!dream steps:40 octaves:2", attachments=[fake.add_attachment(photo, "cat.png")])
+            await bot_said(fake, "job #1")
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert await asyncio.wait_for(running, LIMIT) == 0
+    async with Store.open(settings.database_url) as store:
+        assert (await store.get_job(1)).status in ("queued", "running"), "the job waits for the next start"
