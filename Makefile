@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench bench-gpu venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
+
+# On a CUDA machine: the GPU figures (step ms at 1024, batched image-steps/s, whole dream), as JSON.
+bench-gpu: $(STAMP)
+	$(PY) -m benchmarks.gpu
 
 clean:
 	rm -rf $(VENV) demo-out out

@@ -45,9 +45,9 @@ def render(
         optimizer.zero_grad(set_to_none=True)
         image = image_fn()
         # Copies are transformed independently (their sizes differ), so each gets its own pass.
-        for _ in range(settings.batch):
+        for copy in range(settings.batch):
             loss = -objective(net(transform(image), objective.layers)) / settings.batch
-            loss.backward(retain_graph=True)
+            loss.backward(retain_graph=copy < settings.batch - 1)  # the last copy frees the image's graph
         optimizer.step()
         if progress is not None:
             progress(ProgressEvent("render", step + 1, settings.steps))

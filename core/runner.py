@@ -1,17 +1,20 @@
 """Runs one `JobSpec` to a `JobResult`: the single entry point that the CLI and every executor use.
 
-A `JobRunner` lives as long as its worker process and keeps loaded networks warm.
+A `JobRunner` lives as long as its worker process and keeps loaded networks (and, on CUDA,
+captured gradient graphs) warm.
 """
 
 from __future__ import annotations
 
+import ctypes
+import sys
 import time
 from typing import Any
 
 import torch
 
 from .device import resolve_device
-from .dream import DreamSettings, dream
+from .dream import PRECISIONS, DreamSettings, StepGraphs, dream
 from .errors import InvalidImage, InvalidParameter
 from .images import DEFAULT_MAX_PIXELS, decode_image, encode_image, fit_longest_side, to_pil, to_tensor
 from .jobs import CancelCheck, JobResult, JobSpec, ProgressCallback, ProgressEvent
@@ -23,25 +26,62 @@ from .params import DreamParams, VisualizeParams, ZoomParams, as_dict, validate_
 from .render import RenderSettings, classify, render
 from .zoom import ZoomSettings, encode_gif, noise_image, zoom_frames
 
-__all__ = ["JobRunner", "build_dream_objective"]
+__all__ = ["JobRunner", "build_dream_objective", "keep_freed_memory"]
 
 GUIDE_MAX_SIDE = 512
 
 
 class JobRunner:
-    """Loads networks on first use and runs jobs on one device."""
+    """Loads networks on first use and runs jobs on one device.
 
-    def __init__(self, device: str = "auto", *, allow_download: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS):
+    fast: load networks with batch norms folded and channels-last layout (`load_network`).
+    precision: "fp32", "bf16" (the dream's network passes under bfloat16 autocast) or "auto"
+    (bf16 on CUDA for models whose entry says bf16 stays within the benchmark's tolerance, else
+    fp32). cuda_graphs: capture each dream's gradient pass once per image shape and replay it
+    (None: on CUDA only). tune_allocator: keep freed memory for reuse (`keep_freed_memory`).
+    Those two and, on CUDA, cuDNN's autotuner are process-wide settings: the runner assumes it owns
+    its worker process.
+    """
+
+    def __init__(
+        self,
+        device: str = "auto",
+        *,
+        allow_download: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        fast: bool = True,
+        precision: str = "auto",
+        cuda_graphs: bool | None = None,
+        tune_allocator: bool = True,
+    ):
         self.device = resolve_device(device)
         self.allow_download = allow_download
         self.max_pixels = max_pixels
+        self.fast = fast
+        on_cuda = self.device.type == "cuda"
+        if precision != "auto" and precision not in PRECISIONS:
+            raise InvalidParameter(f"precision must be auto, {' or '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
+        if cuda_graphs and not on_cuda:
+            raise InvalidParameter("CUDA graphs need a CUDA device")
+        self.graphs = StepGraphs() if (on_cuda if cuda_graphs is None else cuda_graphs) else None
+        if on_cuda:
+            torch.backends.cudnn.benchmark = True  # each octave's shape recurs for every step: tune once
+        if tune_allocator:
+            keep_freed_memory()
         self._networks: dict[str, TappedNetwork] = {}
 
     def network(self, name: str) -> TappedNetwork:
         entry = get_entry(name)
         if entry.name not in self._networks:
-            self._networks[entry.name] = load_network(entry.name, self.device, allow_download=self.allow_download)
+            self._networks[entry.name] = load_network(entry.name, self.device, allow_download=self.allow_download, fast=self.fast)
         return self._networks[entry.name]
+
+    def precision_for(self, model: str) -> str:
+        """The precision a dream on `model` runs at ("fp32" or "bf16")."""
+        if self.precision != "auto":
+            return self.precision
+        return "bf16" if self.device.type == "cuda" and get_entry(model).bf16 else "fp32"
 
     def warm(self, model_name: str) -> None:
         self.network(model_name)
@@ -76,8 +116,12 @@ class JobRunner:
         t1 = time.perf_counter()
         image = to_tensor(rgb).to(self.device)
         settings = DreamSettings(p.steps, p.octaves, p.octave_scale, p.strength, p.tile, p.jitter)
-        out = dream(net, objective, image, settings, generator, progress=progress, should_cancel=should_cancel)
+        # A guide objective holds the guide's features, which its name does not capture: no replay.
+        key = None if guide is not None else (net.name, objective.name)
+        out = dream(net, objective, image, settings, generator, progress=progress, should_cancel=should_cancel,
+                    precision=self.precision_for(p.model), graphs=self.graphs, graph_key=key)
         t2 = time.perf_counter()
+        del image  # a large input's copy need not live through encoding
         _report(progress, "encode")
         data, mime = encode_image(to_pil(out), "PNG", alpha=source.alpha)
         timings = {"decode": t1 - t0, "dream": t2 - t1, "encode": time.perf_counter() - t2}
@@ -124,6 +168,26 @@ class JobRunner:
         meta = {"frames": report.frames, "colors": report.colors, "size": list(report.size), "bytes": report.bytes,
                 "objective": objective.name, "model": net.name}
         return data, "image/gif", meta, {"dream": t1 - t0, "encode": time.perf_counter() - t1}
+
+
+def keep_freed_memory(max_block: int = 32 << 20, keep: int = 1 << 30) -> bool:
+    """Have glibc keep freed memory for reuse instead of handing it back to the kernel at once.
+
+    Every gradient step allocates and frees its activations, hundreds of MB. By default glibc
+    unmaps large blocks and trims the heap as soon as they are freed, and the kernel then has to
+    zero fresh pages when the next step touches them: about a third of a CPU step at 512x512
+    (benchmarks/run.py). Here blocks up to `max_block` (32 MB, glibc's ceiling) come from the heap
+    and up to `keep` bytes of free heap stay mapped; larger blocks, such as a 4096x4096 image, are
+    still returned at once, so peak memory hardly changes. Returns False where this is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False  # another C library (musl): leave it as it is
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # from glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, max_block) and mallopt(m_trim_threshold, keep) and mallopt(m_top_pad, 64 << 20))
 
 
 def _report(progress: ProgressCallback | None, stage: str) -> None:

