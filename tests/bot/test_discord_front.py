@@ -269,3 +269,16 @@ async def test_sigterm_stops_the_bot_cleanly_and_keeps_the_running_job(tmp_path,
             assert await asyncio.wait_for(running, LIMIT) == 0
     async with Store.open(settings.database_url) as store:
         assert (await store.get_job(1)).status in ("queued", "running"), "the job waits for the next start"
+
+
+async def test_dream_on_the_photo_of_the_message_replied_to_and_on_a_cdn_link(world, photo):
+    fake = world.fake
+    async with world.bot():
+        original = await fake.dispatch_message("look at this", attachments=[fake.add_attachment(photo, "cat.png")])
+        await fake.dispatch_message(f"!dream {SMALL}", reply_to=original)
+        first = await fake.wait_for_upload()
+        assert decoded(first.data).size == (96, 64)
+        link = original["attachments"][0]["url"]
+        await fake.dispatch_message(f"!dream {SMALL} {link}")
+        second = await fake.wait_for_upload(start=1)
+        assert decoded(second.data).size == (96, 64)
