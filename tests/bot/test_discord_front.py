@@ -282,3 +282,21 @@ async def test_dream_on_the_photo_of_the_message_replied_to_and_on_a_cdn_link(wo
         await fake.dispatch_message(f"!dream {SMALL} {link}")
         second = await fake.wait_for_upload(start=1)
         assert decoded(second.data).size == (96, 64)
+
+
+async def test_admins_set_the_prefix_and_limits_others_cannot(world, photo):
+    fake = world.fake
+    async with world.bot():
+        await fake.dispatch_message("!settings prefix:? user_burst:1 user_refill_seconds:3600", author=fake.bob)
+        await bot_said(fake, "you need the Manage Server permission")
+        await fake.dispatch_message("!settings prefix:? user_burst:1 user_refill_seconds:3600", author=fake.owner)
+        await bot_said(fake, "prefix ?; per user 1 jobs")
+        await fake.dispatch_message("?models")
+        await bot_said(fake, "efficientnet-lite0:")
+        await fake.dispatch_message(f"?dream {SMALL}", attachments=[fake.add_attachment(photo, "a.png")])
+        await fake.wait_for_upload()
+        await fake.dispatch_message(f"?dream {SMALL}", attachments=[fake.add_attachment(photo, "b.png")])
+        await bot_said(fake, "you can start another job in")
+    async with world.bot():  # settings live in the store, not in memory
+        await fake.dispatch_message("?quota")
+        await bot_said(fake, "you can start 0 of 1 jobs now")
