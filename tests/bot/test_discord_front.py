@@ -300,3 +300,18 @@ async def test_admins_set_the_prefix_and_limits_others_cannot(world, photo):
     async with world.bot():  # settings live in the store, not in memory
         await fake.dispatch_message("?quota")
         await bot_said(fake, "you can start 0 of 1 jobs now")
+
+
+async def test_results_reaching_the_like_threshold_are_featured_in_the_gallery_channel(world, photo):
+    fake = world.fake
+    best = fake.add_text_channel("best-dreams")
+    async with world.bot():
+        await fake.dispatch_message(f"!settings gallery_channel:<#{best['id']}> like_threshold:2", author=fake.owner)
+        await bot_said(fake, "featured at 2 likes")
+        await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "a.png")])
+        upload = await fake.wait_for_upload()
+        result = next(m for m in fake.messages if int(m["id"]) == upload.message_id)
+        await fake.dispatch_button("dream:like:1", message=result, user=fake.alice)
+        await fake.dispatch_button("dream:like:1", message=result, user=fake.bob)
+        featured = await bot_said(fake, "⭐ 2 likes")
+        assert featured["channel_id"] == best["id"] and featured["attachments"]
