@@ -27,8 +27,11 @@ def _photo(name: str) -> str:
 
 
 def main() -> int:
-    OUT.mkdir(exist_ok=True)
-    (OUT / "dreambot.db").unlink(missing_ok=True)  # a fresh store, so the rate limit starts full
+    import shutil
+
+    # A fresh store (so the rate limit starts full) and no results left from an earlier run.
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir()
     settings = load_settings(
         database_url=f"sqlite+aiosqlite:///{OUT / 'dreambot.db'}",
         results_dir=OUT / "results",

@@ -21,7 +21,7 @@ from core.jobs import JobResult, JobSpec, ProgressEvent
 
 from .commands import SEED_MAX, CommandError, Request, command_help
 from .executor import Executor, ExecutorClosed
-from .store import JobRecord, NotFound, Store
+from .store import JobRecord, NotFound, Store, wait_text
 
 __all__ = ["Requester", "Accepted", "Denied", "JobOutcome", "DreamService", "ProgressSink"]
 
@@ -222,7 +222,7 @@ class DreamService:
             return "you are exempt from the limits here"
         parts = []
         if q.user_available is not None:
-            refill = f", one more in {q.user_next_in:.0f} s" if q.user_next_in > 0 else ""
+            refill = f", one more in {wait_text(q.user_next_in)}" if q.user_next_in > 0 else ""
             parts.append(f"you can start {q.user_available} of {q.user_burst} jobs now{refill}")
         if q.guild_available is not None:
             parts.append(f"this server has {q.guild_available} left this hour")

@@ -6,6 +6,7 @@ by the Alembic revisions in migrations/ (see `migrate`).
 
 from __future__ import annotations
 
+from ._admission import wait_text
 from ._engine import async_url
 from ._records import (
     Admission,
@@ -39,4 +40,5 @@ __all__ = [
     "async_url",
     "upgrade",
     "upgrade_async",
+    "wait_text",
 ]
