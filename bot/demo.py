@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,8 +28,6 @@ def _photo(name: str) -> str:
 
 
 def main() -> int:
-    import shutil
-
     # A fresh store (so the rate limit starts full) and no results left from an earlier run.
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
