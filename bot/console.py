@@ -163,7 +163,8 @@ async def run_console(
     settings.results_dir.mkdir(parents=True, exist_ok=True)
     async with Store.open(settings.database_url, limits=settings.rate_limits, upgrade=True) as store:
         executor = LocalProcessExecutor(
-            workers=settings.workers, device=settings.device, warm_models=(settings.dream_model,)
+            workers=settings.workers, device=settings.device, warm_models=(settings.dream_model,),
+            max_batch=settings.max_batch or None,
         )
         async with executor:
             service = DreamService(

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     dream_model: str = "efficientnet-lite0"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     workers: int = Field(0, ge=0)  # 0: one per GPU, or one on CPU
+    max_batch: int = Field(0, ge=0)  # same-shaped dreams run together; 0: 8 on GPUs, 1 on CPU
     results_dir: Path = Path("results")
     command_prefix: str = Field("!", min_length=1, max_length=16)
     user_burst: int = Field(3, ge=0)

@@ -1,7 +1,8 @@
 """Runs one `JobSpec` to a `JobResult`: the single entry point that the CLI and every executor use.
 
 A `JobRunner` lives as long as its worker process and keeps loaded networks (and, on CUDA,
-captured gradient graphs) warm.
+captured gradient graphs) warm. `run_batch` runs several jobs at once, sharing each step's
+forward and backward pass among dreams that differ only in their seed and photo.
 """
 
 from __future__ import annotations
@@ -9,15 +10,17 @@ from __future__ import annotations
 import ctypes
 import sys
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
+from PIL import Image
 
 from .device import resolve_device
-from .dream import PRECISIONS, DreamSettings, StepGraphs, dream
-from .errors import InvalidImage, InvalidParameter
-from .images import DEFAULT_MAX_PIXELS, decode_image, encode_image, fit_longest_side, to_pil, to_tensor
-from .jobs import CancelCheck, JobResult, JobSpec, ProgressCallback, ProgressEvent
+from .dream import PRECISIONS, DreamSettings, StepGraphs, dream, dream_batch
+from .errors import InvalidImage, InvalidParameter, JobCancelled
+from .images import DEFAULT_MAX_PIXELS, DecodedImage, decode_image, encode_image, fit_longest_side, to_pil, to_tensor
+from .jobs import JOB_KINDS, CancelCheck, JobResult, JobSpec, ProgressCallback, ProgressEvent
 from .models.classes import imagenet_classes, resolve_class
 from .models.network import TappedNetwork
 from .models.registry import get_entry, load_network, resolve_layers
@@ -29,6 +32,21 @@ from .zoom import ZoomSettings, encode_gif, noise_image, zoom_frames
 __all__ = ["JobRunner", "build_dream_objective", "keep_freed_memory"]
 
 GUIDE_MAX_SIDE = 512
+
+OutcomeCallback = Callable[[int, JobResult | Exception], None]  # (index into the batch, its outcome)
+
+
+@dataclass
+class _DreamInput:
+    """A dream's decoded photo (and guide), fitted to its max_side: what decides whether dreams can share passes."""
+
+    source: DecodedImage
+    guide: DecodedImage | None
+    rgb: Image.Image  # the source's RGB fitted to max_side: the size the dream runs at
+    seconds: float  # spent checking the layer names and decoding
+
+
+_Member = tuple[int, DreamParams, _DreamInput]  # a dream of a batch: its index, validated params and input
 
 
 class JobRunner:
@@ -87,46 +105,190 @@ class JobRunner:
         self.network(model_name)
 
     def run(self, spec: JobSpec, progress: ProgressCallback | None = None, should_cancel: CancelCheck | None = None) -> JobResult:
+        return self._run(spec, _checked_params(spec), progress, should_cancel)
+
+    def run_batch(
+        self,
+        specs: Sequence[JobSpec],
+        progress: Sequence[ProgressCallback | None] | None = None,
+        should_cancel: Sequence[CancelCheck | None] | None = None,
+        *,
+        on_outcome: OutcomeCallback | None = None,
+    ) -> list[JobResult | Exception]:
+        """Run several jobs, sharing passes where they can; returns one outcome per spec, in order.
+
+        progress, should_cancel: one callable or None per spec. Dreams without a guide whose
+        validated parameters are equal and whose photos fit to the same size run together through
+        `dream_batch`, each with its own seed's generator, so each gets what `run` would give it up
+        to float rounding; every job of such a group sees the group's progress, the group stops
+        early only when all of its jobs are cancelled, and a job cancelled by the end gets
+        JobCancelled instead of its result. Everything else runs alone through `run`'s path, in
+        order of first appearance. An outcome is a JobResult, or the exception that job failed
+        with (a DreamError such as InvalidImage, or any other Exception, a bug): one job's failure
+        never fails another's. on_outcome(index, outcome) is called as soon as each is known.
+        """
+        count = len(specs)
+        progress = list(progress) if progress is not None else [None] * count
+        should_cancel = list(should_cancel) if should_cancel is not None else [None] * count
+        assert len(progress) == len(should_cancel) == count, "run_batch takes one progress and one should_cancel entry (or None) per spec"
+        outcomes: list[JobResult | Exception | None] = [None] * count
+
+        def settle(index: int, outcome: JobResult | Exception) -> None:
+            outcomes[index] = outcome
+            if on_outcome is not None:
+                on_outcome(index, outcome)
+
+        # Work in order of first appearance: a job that is not a plain dream (its index), or dreams
+        # with equal params and fitted size (decoded already), which share passes when there are several.
+        units: list[int | list[_Member]] = []
+        groups: dict[tuple[DreamParams, tuple[int, int]], list[_Member]] = {}
+        for index, spec in enumerate(specs):
+            if spec.kind != "dream" or spec.guide is not None:
+                units.append(index)
+                continue
+            try:
+                params = _checked_params(spec)
+                given = self._dream_input(spec, params)
+            except Exception as exc:
+                settle(index, exc)
+                continue
+            key = (params, given.rgb.size)
+            if key not in groups:
+                units.append(groups.setdefault(key, []))
+            groups[key].append((index, params, given))
+        for unit in units:
+            if isinstance(unit, list) and len(unit) > 1:
+                for index, outcome in self._dream_group(specs, unit, progress, should_cancel):
+                    settle(index, outcome)
+                continue
+            index, params, given = unit[0] if isinstance(unit, list) else (unit, None, None)
+            settle(index, self._outcome(specs[index], params, progress[index], should_cancel[index], given))
+        assert all(outcome is not None for outcome in outcomes), "run_batch settles every job"
+        return outcomes  # type: ignore[return-value]  # no None is left, see the assert
+
+    def _outcome(self, spec: JobSpec, params, progress, should_cancel, given: _DreamInput | None = None) -> JobResult | Exception:
+        """`_run`'s result, or the exception it raised: one job's failure is not the batch's. Errors of
+        `on_outcome` (say, a broken pipe to a parent that went away) must not be caught this way."""
+        try:
+            return self._run(spec, params if params is not None else _checked_params(spec), progress, should_cancel, given)
+        except Exception as exc:
+            return exc
+
+    def _run(self, spec: JobSpec, params, progress, should_cancel, given: _DreamInput | None = None) -> JobResult:
         handlers = {"dream": self._dream, "visualize": self._visualize, "zoom": self._zoom}
-        if spec.kind not in handlers:
-            raise InvalidParameter(f"unknown job kind {spec.kind!r}; expected one of {', '.join(handlers)}")
-        if not 0 <= int(spec.seed) < 2**63:
-            raise InvalidParameter(f"seed must be a non-negative whole number, got {spec.seed}")
-        params = validate_params(spec.kind, spec.params)
         generator = torch.Generator().manual_seed(int(spec.seed))
-        started = time.perf_counter()
+        started = time.perf_counter() - (given.seconds if given is not None else 0.0)
         with torch.enable_grad():
-            data, mime, metadata, timings = handlers[spec.kind](spec, params, generator, progress, should_cancel)
+            if given is not None:
+                data, mime, metadata, timings = self._dream(spec, params, generator, progress, should_cancel, given)
+            else:
+                data, mime, metadata, timings = handlers[spec.kind](spec, params, generator, progress, should_cancel)
         timings["total"] = time.perf_counter() - started
-        metadata = {"kind": spec.kind, "seed": spec.seed, "params": as_dict(params), **metadata}
-        return JobResult(data=data, mime_type=mime, metadata=metadata, timings=timings)
+        return _result(spec, params, data, mime, metadata, timings)
+
+    def _dream_group(
+        self,
+        specs: Sequence[JobSpec],
+        members: list[_Member],
+        progress: list[ProgressCallback | None],
+        should_cancel: list[CancelCheck | None],
+    ) -> Iterator[tuple[int, JobResult | Exception]]:
+        """Dream `members` (equal params, equal fitted size) in shared passes; yield (index, outcome) as each is encoded."""
+        p = members[0][1]
+        started = time.perf_counter()
+        callbacks = [progress[index] for index, _, _ in members if progress[index] is not None]
+        checks = [should_cancel[index] for index, _, _ in members]
+
+        def fan_out(event: ProgressEvent) -> None:
+            for callback in callbacks:
+                callback(event)
+
+        outs: list[torch.Tensor | None] = []
+        failure: Exception | None = None
+        out_of_memory = False
+        try:
+            net, objective = self._dream_objective(p, None)
+            t1 = time.perf_counter()
+            images = [to_tensor(given.rgb).to(self.device) for _, _, given in members]
+            generators = [torch.Generator().manual_seed(int(specs[index].seed)) for index, _, _ in members]
+            with torch.enable_grad():
+                outs = list(dream_batch(
+                    net, objective, images, _dream_settings(p), generators,
+                    progress=fan_out if callbacks else None, should_cancel=lambda: all(map(_cancelled, checks)),
+                    precision=self.precision_for(p.model), graphs=self.graphs, graph_key=(net.name, objective.name),
+                ))
+        except torch.OutOfMemoryError:
+            out_of_memory = True  # handled below, once the traceback no longer holds the batch's tensors
+        except Exception as exc:
+            failure = exc
+        images = []
+        if failure is not None:
+            for index, _, _ in members:
+                yield index, failure
+            return
+        if out_of_memory:
+            # Together they do not fit where each alone may: run them one at a time instead.
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            for index, params, given in members:
+                yield index, self._outcome(specs[index], params, progress[index], should_cancel[index], given)
+            return
+        t2 = time.perf_counter()
+        for position, (index, params, given) in enumerate(members):
+            out, outs[position] = outs[position], None  # each image is freed once encoded
+            if _cancelled(should_cancel[index]):
+                yield index, JobCancelled("the job was cancelled")
+                continue
+            try:
+                t3 = time.perf_counter()
+                data, mime, meta = self._dream_output(out, given, net, objective, progress[index])
+                t4 = time.perf_counter()
+            except Exception as exc:
+                yield index, exc
+                continue
+            timings = {"decode": given.seconds + (t1 - started), "dream": t2 - t1, "encode": t4 - t3,
+                       "total": given.seconds + (t4 - started)}
+            yield index, _result(specs[index], params, data, mime, {**meta, "batch_size": len(members)}, timings)
 
     # -- kinds ------------------------------------------------------------------------------
 
-    def _dream(self, spec: JobSpec, p: DreamParams, generator, progress, should_cancel):
-        if spec.image is None:
-            raise InvalidImage("dream needs an input image")
-        resolve_layers(get_entry(p.model), p.layer)  # a bad name fails before any decoding
+    def _dream(self, spec: JobSpec, p: DreamParams, generator, progress, should_cancel, given: _DreamInput | None = None):
+        given = given if given is not None else self._dream_input(spec, p)
         t0 = time.perf_counter()
-        source = decode_image(spec.image, max_pixels=self.max_pixels)
-        guide = decode_image(spec.guide, max_pixels=self.max_pixels) if spec.guide is not None else None
-        rgb = fit_longest_side(source.rgb, p.max_side)
-        net = self.network(p.model)
-        objective = build_dream_objective(net, p.model, p.layer, p.channel, guide.rgb if guide else None, self.device)
+        net, objective = self._dream_objective(p, given.guide)
         t1 = time.perf_counter()
-        image = to_tensor(rgb).to(self.device)
-        settings = DreamSettings(p.steps, p.octaves, p.octave_scale, p.strength, p.tile, p.jitter)
+        image = to_tensor(given.rgb).to(self.device)
         # A guide objective holds the guide's features, which its name does not capture: no replay.
-        key = None if guide is not None else (net.name, objective.name)
-        out = dream(net, objective, image, settings, generator, progress=progress, should_cancel=should_cancel,
+        key = None if given.guide is not None else (net.name, objective.name)
+        out = dream(net, objective, image, _dream_settings(p), generator, progress=progress, should_cancel=should_cancel,
                     precision=self.precision_for(p.model), graphs=self.graphs, graph_key=key)
         t2 = time.perf_counter()
         del image  # a large input's copy need not live through encoding
-        _report(progress, "encode")
-        data, mime = encode_image(to_pil(out), "PNG", alpha=source.alpha)
-        timings = {"decode": t1 - t0, "dream": t2 - t1, "encode": time.perf_counter() - t2}
-        meta = {"size": list(rgb.size), "source_size": list(source.rgb.size), "objective": objective.name, "model": net.name}
+        data, mime, meta = self._dream_output(out, given, net, objective, progress)
+        timings = {"decode": given.seconds + (t1 - t0), "dream": t2 - t1, "encode": time.perf_counter() - t2}
         return data, mime, meta, timings
+
+    def _dream_input(self, spec: JobSpec, p: DreamParams) -> _DreamInput:
+        """Check the layer names, decode the photo (and guide) and fit the photo to max_side."""
+        started = time.perf_counter()
+        if spec.image is None:
+            raise InvalidImage("dream needs an input image")
+        resolve_layers(get_entry(p.model), p.layer)  # a bad name fails before any decoding
+        source = decode_image(spec.image, max_pixels=self.max_pixels)
+        guide = decode_image(spec.guide, max_pixels=self.max_pixels) if spec.guide is not None else None
+        rgb = fit_longest_side(source.rgb, p.max_side)
+        return _DreamInput(source, guide, rgb, time.perf_counter() - started)
+
+    def _dream_objective(self, p: DreamParams, guide: DecodedImage | None) -> tuple[TappedNetwork, Objective]:
+        net = self.network(p.model)
+        return net, build_dream_objective(net, p.model, p.layer, p.channel, guide.rgb if guide else None, self.device)
+
+    def _dream_output(self, out: torch.Tensor, given: _DreamInput, net: TappedNetwork, objective: Objective, progress):
+        """Encode a dreamt (1, 3, H, W) image as PNG with the source's alpha; returns (data, mime, metadata)."""
+        _report(progress, "encode")
+        data, mime = encode_image(to_pil(out), "PNG", alpha=given.source.alpha)
+        meta = {"size": list(given.rgb.size), "source_size": list(given.source.rgb.size), "objective": objective.name, "model": net.name}
+        return data, mime, meta
 
     def _visualize(self, spec: JobSpec, p: VisualizeParams, generator, progress, should_cancel):
         class_index = resolve_class(p.target)
@@ -188,6 +350,28 @@ def keep_freed_memory(max_block: int = 32 << 20, keep: int = 1 << 30) -> bool:
         return False  # another C library (musl): leave it as it is
     m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # from glibc's malloc.h
     return bool(mallopt(m_mmap_threshold, max_block) and mallopt(m_trim_threshold, keep) and mallopt(m_top_pad, 64 << 20))
+
+
+def _checked_params(spec: JobSpec):
+    """The validated parameters of `spec`, after checking its kind and seed; raises InvalidParameter."""
+    if spec.kind not in JOB_KINDS:
+        raise InvalidParameter(f"unknown job kind {spec.kind!r}; expected one of {', '.join(JOB_KINDS)}")
+    if not 0 <= int(spec.seed) < 2**63:
+        raise InvalidParameter(f"seed must be a non-negative whole number, got {spec.seed}")
+    return validate_params(spec.kind, spec.params)
+
+
+def _cancelled(check: CancelCheck | None) -> bool:
+    return check is not None and bool(check())
+
+
+def _dream_settings(p: DreamParams) -> DreamSettings:
+    return DreamSettings(p.steps, p.octaves, p.octave_scale, p.strength, p.tile, p.jitter)
+
+
+def _result(spec: JobSpec, params, data: bytes, mime: str, metadata: dict[str, Any], timings: dict[str, float]) -> JobResult:
+    metadata = {"kind": spec.kind, "seed": spec.seed, "params": as_dict(params), **metadata}
+    return JobResult(data=data, mime_type=mime, metadata=metadata, timings=timings)
 
 
 def _report(progress: ProgressCallback | None, stage: str) -> None:

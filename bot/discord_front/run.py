@@ -29,7 +29,8 @@ async def run_bot(settings: Settings, *, sync_commands: bool = False) -> int:
     async with aiohttp.ClientSession() as session, Store.open(
         settings.database_url, limits=settings.rate_limits, upgrade=True
     ) as store, LocalProcessExecutor(
-        workers=settings.workers, device=settings.device, warm_models=(settings.dream_model,)
+        workers=settings.workers, device=settings.device, warm_models=(settings.dream_model,),
+            max_batch=settings.max_batch or None,
     ) as executor:
         service = DreamService(store=store, executor=executor, results_dir=settings.results_dir, prefix=settings.command_prefix)
         bot = DreamBot(service=service, store=store, settings=settings, http_session=session)

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from core.jobs import JobSpec
 
+from ._wire import BatchTask
 from ._worker import worker_main
 
 __all__ = ["WorkerProcess"]
@@ -36,15 +37,18 @@ class WorkerProcess:
         device: str,
         warm_models: tuple[str, ...],
         num_threads: int,
+        max_batch: int = 1,
     ):
         self.device = device
+        self.max_batch = max_batch
         self._task_reader, self._task_writer = ctx.Pipe(duplex=False)
         self._result_reader, self._result_writer = ctx.Pipe(duplex=False)
-        self._cancel_flag = ctx.RawValue("b", 0)  # lock-free: a worker killed mid-read cannot leave it locked
+        # One flag per job of a batch. Lock-free: a worker killed mid-read cannot leave it locked.
+        self._cancel_flags = ctx.RawArray("b", max(1, max_batch))
         self._process = ctx.Process(
             target=worker_main,
             name=name,
-            args=(runner_factory, device, warm_models, num_threads, self._task_reader, self._result_writer, self._cancel_flag),
+            args=(runner_factory, device, warm_models, num_threads, self._task_reader, self._result_writer, self._cancel_flags),
             daemon=True,  # killed with the bot process should it exit without closing the executor
         )
         self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -68,16 +72,29 @@ class WorkerProcess:
             thread.start()
 
     def send_job(self, job_id: str, spec: JobSpec) -> None:
-        self._cancel_flag.value = 0  # before the job is sent, so the worker can never see a stale request
+        self._set_flags(0)  # before the job is sent, so the worker can never see a stale request
         self._outbox.put((job_id, spec))
 
-    def request_cancel(self) -> None:
-        self._cancel_flag.value = 1
+    def send_batch(self, jobs: list[tuple[str, JobSpec]]) -> None:
+        """Send (job_id, spec) pairs to run together; job i is cancelled with `request_cancel(i)`."""
+        assert 1 <= len(jobs) <= len(self._cancel_flags), f"a batch holds 1 to {len(self._cancel_flags)} jobs (max_batch), not {len(jobs)}"
+        if len(jobs) == 1:
+            self.send_job(*jobs[0])
+            return
+        self._set_flags(0)
+        self._outbox.put(BatchTask(tuple(jobs)))
+
+    def request_cancel(self, index: int = 0) -> None:
+        self._cancel_flags[index] = 1
 
     def stop(self) -> None:
-        """Ask the worker to exit once its current job ends."""
-        self._cancel_flag.value = 1
+        """Ask the worker to exit once its current job (or batch) ends."""
+        self._set_flags(1)
         self._outbox.put(None)
+
+    def _set_flags(self, value: int) -> None:
+        for index in range(len(self._cancel_flags)):
+            self._cancel_flags[index] = value
 
     def terminate(self) -> None:
         self._process.terminate()

@@ -1,12 +1,17 @@
 """What crosses the pipes between the executor and a worker: tuples of plain, picklable data.
 
-    parent -> worker   (job_id, JobSpec)                  run this job
+    parent -> worker   (job_id, JobSpec)                  run this job; its cancel flag is flag 0
+                       BatchTask                          run these jobs together (`runner.run_batch`);
+                                                          job i's cancel flag is flag i
                        None                               finish and exit
     worker -> parent   ("ready",)                         runner built and models warm
                        ("start_failed", ErrorInfo)        could not build the runner or warm a model
                        ("progress", job_id, ProgressEvent)
                        ("result", job_id, JobResult)
                        ("error", job_id, ErrorInfo)
+
+Every job sent gets exactly one "result" or "error", a batch's jobs each their own, in any order;
+a worker is free again once all of them have come back.
 
 Exceptions travel as `ErrorInfo` rather than pickled: engine errors such as `UnknownName` build
 their message in `__init__`, so unpickling them (which calls `__init__` with the message) would
@@ -22,8 +27,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import DreamError
+from core.jobs import JobSpec
 
-__all__ = ["ErrorInfo"]
+__all__ = ["BatchTask", "ErrorInfo"]
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    """Jobs for one worker to run together: (job_id, JobSpec) pairs, in the order of their cancel flags."""
+
+    jobs: tuple[tuple[str, JobSpec], ...]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The worker process: build one runner, warm its models, then run jobs one at a time until told to stop.
+"""The worker process: build one runner, warm its models, then run jobs (or batches of jobs) until told to stop.
 
 This is the only code of the executor that runs in the child. It is started with the "spawn" method,
 so it imports everything afresh and shares no threads or CUDA state with the bot process.
@@ -13,9 +13,9 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
-from core.jobs import JobSpec, ProgressEvent
+from core.jobs import JobResult, JobSpec, ProgressEvent
 
-from ._wire import ErrorInfo
+from ._wire import BatchTask, ErrorInfo
 
 __all__ = ["worker_main", "load_factory"]
 
@@ -40,7 +40,7 @@ def worker_main(
     num_threads: int,
     tasks: Connection,
     results: Connection,
-    cancel_flag: Any,  # a shared byte (multiprocessing RawValue) the parent sets to ask for a stop
+    cancel_flags: Any,  # shared bytes (multiprocessing RawArray): the parent sets flag i to stop job i of a batch
 ) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -60,25 +60,75 @@ def worker_main(
             return
         results.send(("ready",))
         while (task := tasks.recv()) is not None:
-            job_id, spec = task
-            _run_job(runner, job_id, spec, results, lambda: bool(cancel_flag.value))
+            if isinstance(task, BatchTask):
+                _run_batch(runner, task.jobs, results, cancel_flags)
+            else:
+                job_id, spec = task
+                _run_job(runner, job_id, spec, results, _flag(cancel_flags, 0))
     except (EOFError, BrokenPipeError):
         return  # the bot process went away: nobody is left to report to
 
 
-def _run_job(runner: Any, job_id: str, spec: JobSpec, results: Connection, should_cancel: Callable[[], bool]) -> None:
-    def progress(event: ProgressEvent) -> None:
-        results.send(("progress", job_id, event))
+def _flag(cancel_flags: Any, index: int) -> Callable[[], bool]:
+    return lambda: bool(cancel_flags[index])
 
+
+def _progress(results: Connection, job_id: str) -> Callable[[ProgressEvent], None]:
+    return lambda event: results.send(("progress", job_id, event))
+
+
+def _run_job(runner: Any, job_id: str, spec: JobSpec, results: Connection, should_cancel: Callable[[], bool]) -> None:
     try:
-        result = runner.run(spec, progress=progress, should_cancel=should_cancel)
+        outcome = runner.run(spec, progress=_progress(results, job_id), should_cancel=should_cancel)
     except BrokenPipeError:
         raise
     except Exception as exc:
-        results.send(("error", job_id, ErrorInfo.from_exception(exc)))
+        outcome = exc
+    _send_outcome(results, job_id, outcome)
+
+
+def _run_batch(runner: Any, jobs: tuple[tuple[str, JobSpec], ...], results: Connection, cancel_flags: Any) -> None:
+    """Run `jobs` through `runner.run_batch` and send each job's outcome as soon as it is known.
+
+    A runner without `run_batch` runs them one after the other. Whatever happens short of the
+    process dying, every job gets its one "result" or "error": the parent waits for all of them.
+    """
+    run_batch = getattr(runner, "run_batch", None)
+    if run_batch is None:
+        for index, (job_id, spec) in enumerate(jobs):
+            _run_job(runner, job_id, spec, results, _flag(cancel_flags, index))
+        return
+    sent = [False] * len(jobs)
+
+    def report(index: int, outcome: JobResult | BaseException) -> None:
+        if not sent[index]:
+            sent[index] = True
+            _send_outcome(results, jobs[index][0], outcome)
+
+    try:
+        outcomes: list[Any] = list(run_batch(
+            [spec for _, spec in jobs],
+            [_progress(results, job_id) for job_id, _ in jobs],
+            [_flag(cancel_flags, index) for index in range(len(jobs))],
+            on_outcome=report,
+        ))
+    except BrokenPipeError:
+        raise
+    except Exception as exc:
+        outcomes = [exc] * len(jobs)
+    for index in range(len(jobs)):
+        if index < len(outcomes):
+            report(index, outcomes[index])
+        else:
+            report(index, RuntimeError(f"the runner's run_batch returned {len(outcomes)} outcomes for {len(jobs)} jobs"))
+
+
+def _send_outcome(results: Connection, job_id: str, outcome: JobResult | BaseException) -> None:
+    if isinstance(outcome, BaseException):
+        results.send(("error", job_id, ErrorInfo.from_exception(outcome)))
         return
     try:
-        results.send(("result", job_id, result))
+        results.send(("result", job_id, outcome))
     except BrokenPipeError:
         raise
     except Exception as exc:  # the result did not pickle; send() pickles before writing, so the pipe is intact

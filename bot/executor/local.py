@@ -1,9 +1,14 @@
 """The default backend: a pool of long-lived worker processes on this machine, one per GPU or one on CPU.
 
 Each worker builds one runner and keeps its models warm across jobs. Jobs wait in one FIFO queue and
-go to whichever worker is idle. A worker that dies mid-job fails only that job and is replaced; a
-running job is cancelled through a shared flag the runner polls at each step, and its worker is
-stopped and replaced if it does not stop within `cancel_grace` seconds.
+go to whichever worker is idle. A worker that dies mid-job fails only that job (or batch) and is
+replaced; a running job is cancelled through a shared flag the runner polls at each step, and its
+worker is stopped and replaced if it does not stop within `cancel_grace` seconds.
+
+Batching: when a worker takes a dream (without a guide) from the head of the queue, it also takes up
+to `max_batch - 1` queued dreams with the same parameters (any seed and photo), and its runner's
+`run_batch` dreams those of one size in shared passes. Each job keeps its own progress, result and
+cancel flag; the jobs it passed over keep their order.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import inspect
+import json
 import logging
 import multiprocessing
 from collections import deque
@@ -37,6 +43,7 @@ _CLOSED_JOB = "the dream engine is shutting down; this job was not finished, ple
 _CLOSED = "the dream engine is shut down and takes no new jobs"
 _FAILED = "something went wrong while running this job ({}); the details are in the log"
 _KILL_AFTER = 3.0  # seconds between asking a worker to terminate and killing it
+AUTO_MAX_BATCH_CUDA = 8  # max_batch=None: batch up to this many jobs on a CUDA worker, none on CPU
 
 
 class _State(enum.Enum):
@@ -56,7 +63,9 @@ class _Job:
     outcome: JobResult | BaseException | None = None
     done: bool = False
     worker: _Worker | None = None
+    index: int = 0  # its place in the batch it was sent in: the index of its cancel flag
     cancel_requested: bool = False
+    batch_key: str | None = None  # jobs with equal keys may run as one batch; None: always alone
 
 
 @dataclass(eq=False)
@@ -64,7 +73,8 @@ class _Worker:
     slot: int
     proc: WorkerProcess
     state: _State = _State.STARTING
-    job: _Job | None = None
+    # The jobs sent to it that it has not reported on yet (a batch, or one job); busy while any is left.
+    jobs: dict[str, _Job] = field(default_factory=dict)
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # ready, or failed to start
     start_error: ErrorInfo | None = None
     start_failure: WorkerStartFailed | None = None
@@ -79,6 +89,10 @@ class LocalProcessExecutor:
     runner_factory: "module:callable", called in each worker as `factory(device=...)`; the result needs
         `warm(model_name)` and `run(spec, progress=, should_cancel=) -> JobResult` (core.runner.JobRunner).
     warm_models: models each worker loads before it reports ready.
+    max_batch: the most jobs a worker runs as one batch, through the runner's
+        `run_batch(specs, progresses, should_cancels, on_outcome=)` (a runner without it runs them one
+        by one). None: 8 on CUDA workers, 1 on CPU ones. With 1 every job runs alone through `run`,
+        so the same seed gives the same bytes; a batched dream equals its lone run up to float rounding.
     cancel_grace: seconds a running job has to honour a cancel before its worker is terminated.
     shutdown_timeout: seconds `close()` waits for workers to exit before terminating them.
     """
@@ -90,17 +104,21 @@ class LocalProcessExecutor:
         runner_factory: str = "core.runner:JobRunner",
         warm_models: tuple[str, ...] = (),
         *,
+        max_batch: int | None = None,
         cancel_grace: float = 10.0,
         shutdown_timeout: float = 10.0,
     ):
         if workers < 0:
             raise ValueError(f"workers must be 0 (automatic) or a positive count, not {workers}")
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch must be None (automatic) or a positive count, not {max_batch}")
         if ":" not in runner_factory:
             raise ValueError(f"runner_factory must look like 'package.module:Callable', not {runner_factory!r}")
         self._requested_workers = workers
         self._device = device
         self._runner_factory = runner_factory
         self._warm_models = tuple(warm_models)
+        self._max_batch = max_batch
         self._cancel_grace = cancel_grace
         self._shutdown_timeout = shutdown_timeout
         # Never fork: the bot process may hold threads (and torch may hold CUDA state) a fork would copy half-alive.
@@ -161,9 +179,9 @@ class LocalProcessExecutor:
                 self._finish(self._queue.popleft(), ExecutorClosed(_CLOSED_JOB))
             for worker in self._workers:
                 self._cancel_timer(worker)
-                if worker.job is not None:
-                    self._finish(worker.job, ExecutorClosed(_CLOSED_JOB))
-                    worker.job = None
+                for job in worker.jobs.values():
+                    self._finish(job, ExecutorClosed(_CLOSED_JOB))
+                worker.jobs = {}
                 if worker.state is not _State.DEAD:
                     worker.state = _State.STOPPING
                     worker.proc.stop()
@@ -199,7 +217,7 @@ class LocalProcessExecutor:
             raise WorkerStartFailed(str(self._broken))
         if job_id in self._jobs:
             raise ValueError(f"job id {job_id!r} is already queued or running")
-        job = _Job(job_id, spec)
+        job = _Job(job_id, spec, batch_key=_batch_key(spec))
         self._jobs[job_id] = job
         self._queue.append(job)
         self._dispatch()
@@ -216,6 +234,8 @@ class LocalProcessExecutor:
         return job.outcome
 
     async def cancel(self, job_id: str) -> bool:
+        """See `Executor.cancel`. A job running in a batch whose other jobs go on is failed with
+        `JobCancelled` at once; the batch drops its result."""
         job = self._jobs.get(job_id)
         if job is None:
             return False
@@ -226,7 +246,7 @@ class LocalProcessExecutor:
         return tuple(job.job_id for job in self._queue)
 
     def running(self) -> tuple[str, ...]:
-        return tuple(worker.job.job_id for worker in self._workers if worker.job is not None)
+        return tuple(job.job_id for worker in self._workers for job in worker.jobs.values() if not job.done)
 
     # -- local introspection ---------------------------------------------------------------------
 
@@ -237,9 +257,14 @@ class LocalProcessExecutor:
     def worker_pid(self, job_id: str) -> int | None:
         """Process id of the worker running `job_id`, or None when it is not running."""
         for worker in self._workers:
-            if worker.job is not None and worker.job.job_id == job_id:
+            job = worker.jobs.get(job_id)
+            if job is not None and not job.done:
                 return worker.proc.pid
         return None
+
+    def batch_limits(self) -> tuple[int, ...]:
+        """The most jobs each worker slot runs as one batch."""
+        return tuple(worker.proc.max_batch for worker in self._workers)
 
     def devices(self) -> tuple[str, ...]:
         """The device of each worker slot."""
@@ -256,6 +281,7 @@ class LocalProcessExecutor:
             device=device,
             warm_models=self._warm_models,
             num_threads=self._num_threads,
+            max_batch=self._max_batch if self._max_batch is not None else (AUTO_MAX_BATCH_CUDA if device.startswith("cuda") else 1),
         )
         worker = _Worker(slot, proc)
         proc.start(
@@ -273,9 +299,24 @@ class LocalProcessExecutor:
             if not self._queue:
                 return
             if worker.state is _State.IDLE:
-                job = self._queue.popleft()
-                worker.state, worker.job, job.worker = _State.BUSY, job, worker
-                worker.proc.send_job(job.job_id, job.spec)
+                batch = self._take_batch(worker.proc.max_batch)
+                worker.state, worker.jobs = _State.BUSY, {job.job_id: job for job in batch}
+                for index, job in enumerate(batch):
+                    job.worker, job.index = worker, index
+                worker.proc.send_batch([(job.job_id, job.spec) for job in batch])
+
+    def _take_batch(self, limit: int) -> list[_Job]:
+        """The head of the queue and up to `limit - 1` later jobs with its batch key; the rest keep their order."""
+        head = self._queue.popleft()
+        batch = [head]
+        if limit > 1 and head.batch_key is not None:
+            for job in list(self._queue):
+                if len(batch) >= limit:
+                    break
+                if job.batch_key == head.batch_key:
+                    self._queue.remove(job)
+                    batch.append(job)
+        return batch
 
     def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -288,30 +329,35 @@ class LocalProcessExecutor:
         if kind == "start_failed":
             worker.start_error = message[1]
             return
-        job = worker.job
-        if job is None or job.job_id != message[1]:
-            return  # a job already finished here, e.g. failed by close()
+        job = worker.jobs.get(message[1])
+        if job is None:
+            return  # not sent to this worker, or failed by close() already
         if kind == "progress":
-            job.events.put_nowait(message[2])
+            if not job.done:
+                job.events.put_nowait(message[2])
             return
-        outcome = message[2] if kind == "result" else _remote_error(message[2], job.job_id)
-        worker.job = None
+        del worker.jobs[job.job_id]
+        if not job.done:
+            # Once cancel() has said yes, the caller is told "cancelled" whatever the runner managed to do.
+            outcome = message[2] if kind == "result" else _remote_error(message[2], job.job_id)
+            self._finish(job, JobCancelled(_CANCELLED_RUNNING) if job.cancel_requested else outcome)
+        if worker.jobs:
+            self._watch_cancel(worker)  # the rest of a batch may be all cancelled now
+            return
         self._cancel_timer(worker)
         if worker.state is _State.BUSY:
             worker.state = _State.IDLE
-        # Once cancel() has said yes, the caller is told "cancelled" whatever the runner managed to do.
-        self._finish(job, JobCancelled(_CANCELLED_RUNNING) if job.cancel_requested else outcome)
         self._dispatch()
 
     def _on_exit(self, worker: _Worker, exitcode: int | None) -> None:
         previous, worker.state = worker.state, _State.DEAD
         self._cancel_timer(worker)
         worker.exited.set()
-        job, worker.job = worker.job, None
-        if job is not None:
+        jobs, worker.jobs = worker.jobs, {}
+        for job in jobs.values():
             if job.cancel_requested:
                 self._finish(job, JobCancelled(_CANCELLED_RUNNING))
-            else:
+            elif not job.done:
                 logger.warning("worker pid %s exited with code %s while running job %s", worker.proc.pid, exitcode, job.job_id)
                 self._finish(job, WorkerCrashed(_CRASHED))
         if previous is _State.STARTING:
@@ -341,20 +387,31 @@ class LocalProcessExecutor:
             return
         job.cancel_requested = True
         worker = job.worker
-        worker.proc.request_cancel()
-        assert self._loop is not None, "a running job implies a started executor"
-        worker.timer = self._loop.call_later(self._cancel_grace, self._escalate, worker, job, "terminate")
+        worker.proc.request_cancel(job.index)
+        if not self._watch_cancel(worker):
+            # The rest of its batch runs on: tell the caller now rather than when the batch ends.
+            self._finish(job, JobCancelled(_CANCELLED_RUNNING))
 
-    def _escalate(self, worker: _Worker, job: _Job, how: str) -> None:
+    def _watch_cancel(self, worker: _Worker) -> bool:
+        """Once every job left on `worker` is cancelled, give it `cancel_grace` seconds to stop; returns whether all are."""
+        if not worker.jobs or not all(job.cancel_requested for job in worker.jobs.values()):
+            return False
+        if worker.timer is None:
+            assert self._loop is not None, "a running job implies a started executor"
+            worker.timer = self._loop.call_later(self._cancel_grace, self._escalate, worker, worker.jobs, "terminate")
+        return True
+
+    def _escalate(self, worker: _Worker, jobs: dict[str, _Job], how: str) -> None:
         worker.timer = None
-        if worker.job is not job or worker.state is _State.DEAD:
+        if worker.jobs is not jobs or not jobs or worker.state is _State.DEAD:
             return
         if how == "terminate":
-            logger.warning("job %s ignored its cancel for %.1f s; terminating worker pid %s", job.job_id, self._cancel_grace, worker.proc.pid)
+            logger.warning("job(s) %s ignored their cancel for %.1f s; terminating worker pid %s",
+                           ", ".join(jobs), self._cancel_grace, worker.proc.pid)
             worker.state = _State.STOPPING
             worker.proc.terminate()
             assert self._loop is not None, "a running job implies a started executor"
-            worker.timer = self._loop.call_later(_KILL_AFTER, self._escalate, worker, job, "kill")
+            worker.timer = self._loop.call_later(_KILL_AFTER, self._escalate, worker, jobs, "kill")
         else:
             worker.proc.kill()
 
@@ -391,6 +448,19 @@ async def _report(on_progress: ProgressHandler, event: ProgressEvent, job_id: st
             await maybe
     except Exception:
         logger.exception("progress callback for job %s failed", job_id)
+
+
+def _batch_key(spec: JobSpec) -> str | None:
+    """Equal keys for jobs that may share a batch: dreams without a guide and with the same parameters.
+
+    The seed and photo may differ; the runner puts only photos of one fitted size in one pass.
+    """
+    if spec.kind != "dream" or spec.guide is not None:
+        return None
+    try:
+        return json.dumps([spec.kind, spec.params], sort_keys=True, default=repr)
+    except (TypeError, ValueError):  # keys of mixed types, a circular value: let it run alone
+        return None
 
 
 def _remote_error(info: ErrorInfo, job_id: str) -> BaseException:

@@ -1,0 +1,205 @@
+"""LocalProcessExecutor's batching: compatible queued dreams go to a worker together, each keeping its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+from bot.executor import LocalProcessExecutor, WorkerCrashed
+from core.errors import InvalidImage, JobCancelled
+from core.images import decode_image
+from core.jobs import JobSpec, ProgressEvent
+
+pytestmark = pytest.mark.timeout(30)
+
+FAKE = "tests.bot.fake_runners:FakeRunner"
+LIMIT = 15.0  # seconds any single await may take before the test fails instead of hanging
+
+
+def dream(seed: int = 0, **params: Any) -> JobSpec:
+    return JobSpec(kind="dream", params=params, seed=seed)
+
+
+def pool(max_batch: int | None = 4, **kwargs: Any) -> LocalProcessExecutor:
+    return LocalProcessExecutor(workers=1, runner_factory=FAKE, max_batch=max_batch, cancel_grace=1.0, shutdown_timeout=2.0, **kwargs)
+
+
+async def until(condition: Any, what: str) -> None:
+    try:
+        async with asyncio.timeout(LIMIT):
+            while not condition():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")
+
+
+async def occupy(ex: LocalProcessExecutor) -> Callable[[], Awaitable[None]]:
+    """Keep the only worker busy until the returned coroutine function is awaited, so jobs queue up."""
+    blocker = asyncio.create_task(ex.submit("blocker", dream(steps=400, sleep=0.05)))
+    await until(lambda: ex.running() == ("blocker",), "the blocker running")
+
+    async def release() -> None:
+        await ex.cancel("blocker")
+        with pytest.raises(JobCancelled):
+            await blocker
+
+    return release
+
+
+def submit_all(ex: LocalProcessExecutor, jobs: dict[str, JobSpec], events: dict[str, list[ProgressEvent]] | None = None) -> list[asyncio.Task]:
+    return [asyncio.create_task(ex.submit(job_id, spec, events[job_id].append if events else None)) for job_id, spec in jobs.items()]
+
+
+async def test_compatible_queued_jobs_run_as_one_batch_each_with_its_own_result_and_progress() -> None:
+    async with asyncio.timeout(LIMIT), pool() as ex:
+        assert ex.batch_limits() == (4,)
+        release = await occupy(ex)
+        jobs = {name: dream(seed=seed, steps=3) for seed, name in enumerate("abcd")}
+        events: dict[str, list[ProgressEvent]] = {name: [] for name in jobs}
+        tasks = submit_all(ex, jobs, events)
+        await until(lambda: ex.queued() == tuple(jobs), "four jobs queued")
+        await release()
+        results = await asyncio.gather(*tasks)
+    assert [r.metadata["via"] for r in results] == ["run_batch"] * 4
+    assert len({r.metadata["call"] for r in results}) == 1  # one call of the runner ran all four
+    assert [r.metadata["batch_size"] for r in results] == [4] * 4
+    assert [r.metadata["seed"] for r in results] == [0, 1, 2, 3] and [r.metadata["batch_index"] for r in results] == [0, 1, 2, 3]
+    for name in jobs:
+        assert [(e.step, e.total) for e in events[name]] == [(1, 3), (2, 3), (3, 3)]
+
+
+async def test_a_batch_takes_at_most_max_batch_jobs() -> None:
+    async with asyncio.timeout(LIMIT), pool(max_batch=3) as ex:
+        release = await occupy(ex)
+        tasks = submit_all(ex, {f"j{i}": dream(seed=i) for i in range(5)})
+        await until(lambda: len(ex.queued()) == 5, "five jobs queued")
+        await release()
+        results = await asyncio.gather(*tasks)
+    assert [r.metadata["batch_size"] for r in results] == [3, 3, 3, 2, 2]
+    assert results[0].metadata["call"] < results[3].metadata["call"]
+
+
+async def test_incompatible_jobs_are_not_batched_and_the_rest_keep_their_order() -> None:
+    jobs = {
+        "a": dream(steps=2),
+        "b": dream(steps=3),  # other params
+        "c": dream(seed=1, steps=2),  # joins a
+        "d": JobSpec("visualize", {"steps": 2}),
+        "e": JobSpec("dream", {"steps": 2}, guide=b"guide"),  # a guide: always alone
+        "f": dream(seed=2, steps=2),  # joins a
+        "g": dream(seed=3, steps=3),  # joins b
+    }
+    async with asyncio.timeout(LIMIT), pool() as ex:
+        release = await occupy(ex)
+        tasks = submit_all(ex, jobs)
+        await until(lambda: ex.queued() == tuple(jobs), "seven jobs queued")
+        await release()
+        results = dict(zip(jobs, await asyncio.gather(*tasks)))
+    calls = {name: r.metadata["call"] for name, r in results.items()}
+    first = calls["a"]
+    assert calls == {"a": first, "c": first, "f": first, "b": first + 1, "g": first + 1, "d": first + 2, "e": first + 3}
+    assert [results[name].metadata["batch_size"] for name in "acfbg"] == [3, 3, 3, 2, 2]
+    assert results["d"].metadata["via"] == results["e"].metadata["via"] == "run"
+
+
+async def test_a_bad_photo_fails_only_its_own_job_in_a_batch() -> None:
+    async with asyncio.timeout(LIMIT), pool() as ex:
+        release = await occupy(ex)
+        jobs = {"a": dream(seed=1), "bad": JobSpec("dream", {}, image=b"not an image", seed=2), "c": dream(seed=3)}
+        tasks = submit_all(ex, jobs)
+        await until(lambda: len(ex.queued()) == 3, "three jobs queued")
+        await release()
+        a, bad, c = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(bad, InvalidImage) and str(bad) == "the file is not an image"
+    assert a.metadata["batch_size"] == c.metadata["batch_size"] == 3 and a.metadata["call"] == c.metadata["call"]
+
+
+async def test_cancelling_one_job_of_a_batch_ends_it_at_once_and_the_others_finish() -> None:
+    async with asyncio.timeout(LIMIT), pool() as ex:
+        release = await occupy(ex)
+        seen = asyncio.Event()
+        jobs = {name: dream(seed=seed, steps=20, sleep=0.05) for seed, name in enumerate("abc")}
+        a = asyncio.create_task(ex.submit("a", jobs["a"], lambda event: seen.set()))
+        b, c = submit_all(ex, {"b": jobs["b"], "c": jobs["c"]})
+        await until(lambda: len(ex.queued()) == 3, "three jobs queued")
+        await release()
+        await seen.wait()
+        assert await ex.cancel("b") is True
+        with pytest.raises(JobCancelled):
+            await b  # at once: not when the batch ends
+        assert ex.running() == ("a", "c")
+        first, last = await a, await c
+    assert first.metadata["batch_size"] == last.metadata["batch_size"] == 3
+    assert first.metadata["batch_cancelled"] == last.metadata["batch_cancelled"] == 1  # b's own flag reached the worker
+
+
+async def test_cancelling_every_job_of_a_batch_stops_it_and_keeps_the_worker() -> None:
+    async with asyncio.timeout(LIMIT), pool() as ex:
+        (pid,) = ex.worker_pids()
+        release = await occupy(ex)
+        seen = asyncio.Event()
+        a = asyncio.create_task(ex.submit("a", dream(seed=0, steps=200, sleep=0.05), lambda event: seen.set()))
+        b, c = submit_all(ex, {"b": dream(seed=1, steps=200, sleep=0.05), "c": dream(seed=2, steps=200, sleep=0.05)})
+        await until(lambda: len(ex.queued()) == 3, "three jobs queued")
+        await release()
+        await seen.wait()
+        started = time.monotonic()
+        for name in "abc":
+            assert await ex.cancel(name) is True
+        for task in (a, b, c):
+            with pytest.raises(JobCancelled):
+                await task
+        assert time.monotonic() - started < 0.9  # well inside cancel_grace: the batch stopped by itself
+        assert (await ex.submit("next", dream())).metadata["pid"] == pid
+
+
+async def test_a_worker_crash_mid_batch_fails_the_whole_batch_and_the_next_job_succeeds() -> None:
+    async with asyncio.timeout(LIMIT), pool() as ex:
+        (before,) = ex.worker_pids()
+        release = await occupy(ex)
+        tasks = submit_all(ex, {name: dream(seed=seed, steps=3, crash_at=2) for seed, name in enumerate("abc")})
+        await until(lambda: len(ex.queued()) == 3, "three jobs queued")
+        await release()
+        for task in tasks:
+            with pytest.raises(WorkerCrashed):
+                await task
+        result = await ex.submit("next", dream())
+    assert result.metadata["pid"] != before
+
+
+@pytest.mark.parametrize("max_batch", [1, None], ids=["max_batch=1", "auto-on-cpu"])
+async def test_without_batching_jobs_run_one_at_a_time_as_before(max_batch: int | None) -> None:
+    async with asyncio.timeout(LIMIT), pool(max_batch=max_batch) as ex:
+        assert ex.batch_limits() == (1,)
+        release = await occupy(ex)
+        tasks = submit_all(ex, {name: dream(seed=seed) for seed, name in enumerate("abc")})
+        await until(lambda: len(ex.queued()) == 3, "three jobs queued")
+        await release()
+        results = await asyncio.gather(*tasks)
+    assert [r.metadata["via"] for r in results] == ["run"] * 3
+    calls = [r.metadata["call"] for r in results]
+    assert calls == sorted(calls) and len(set(calls)) == 3
+
+
+def test_max_batch_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        LocalProcessExecutor(max_batch=0)
+
+
+async def test_the_real_runner_batches_tiny_dreams(photo_bytes) -> None:
+    photo = photo_bytes("chelsea.png", (80, 60))
+    specs = [JobSpec("dream", {"steps": 1, "octaves": 1, "max_side": 64}, image=photo, seed=seed) for seed in range(4)]
+    ex = LocalProcessExecutor(workers=1, device="cpu", runner_factory="core.runner:JobRunner", warm_models=("efficientnet-lite0",),
+                              max_batch=3, shutdown_timeout=5.0)
+    async with asyncio.timeout(25), ex:
+        # The first job goes to the idle worker alone; the other three queue behind it and go together.
+        results = await asyncio.gather(*(ex.submit(f"j{i}", spec) for i, spec in enumerate(specs)))
+    assert "batch_size" not in results[0].metadata
+    assert [r.metadata["batch_size"] for r in results[1:]] == [3, 3, 3]
+    assert [r.metadata["seed"] for r in results] == [0, 1, 2, 3]
+    for result in results:
+        assert decode_image(result.data).rgb.size == (64, 48)
+    assert len({r.data for r in results}) == 4
