@@ -323,7 +323,8 @@ class JobRunner:
             start = noise_image(p.size, p.size, generator)
         settings = DreamSettings(steps=p.steps, octaves=p.octaves, strength=p.strength)
         frames = zoom_frames(net, objective, start.to(self.device), settings, ZoomSettings(p.frames, p.zoom, p.rotate),
-                             generator, progress=progress, should_cancel=should_cancel)
+                             generator, progress=progress, should_cancel=should_cancel,
+                             precision=self.precision_for(p.model), graphs=self.graphs, graph_key=(net.name, objective.name))
         t1 = time.perf_counter()
         _report(progress, "encode")
         data, report = encode_gif([to_pil(f) for f in frames], p.max_bytes, p.frame_ms)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from typing import Hashable
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .dream import DreamSettings, dream
+from .dream import DreamSettings, StepGraphs, dream
 from .jobs import CancelCheck, ProgressCallback
 from .models.network import TappedNetwork
 from .objectives import Objective
@@ -54,14 +55,21 @@ def zoom_frames(
     *,
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
+    precision: str = "fp32",
+    graphs: StepGraphs | None = None,
+    graph_key: Hashable | None = None,
 ) -> list[torch.Tensor]:
-    """Returns `frames` images (1, 3, H, W); each is the previous one zoomed in and dreamt on again."""
+    """Returns `frames` images (1, 3, H, W); each is the previous one zoomed in and dreamt on again.
+
+    precision, graphs, graph_key: passed to `dream` (bf16 autocast and CUDA graph replay on GPUs).
+    """
     frames = []
     current = start
     for index in range(zoom_settings.frames):
         current = dream(
             net, objective, current, dream_settings, generator,
             progress=progress, should_cancel=should_cancel, stage_prefix=f"frame {index + 1}/{zoom_settings.frames} ",
+            precision=precision, graphs=graphs, graph_key=graph_key,
         )
         frames.append(current)
         current = zoom_step(current, zoom_settings.zoom, zoom_settings.rotate)
