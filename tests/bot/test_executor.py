@@ -22,11 +22,11 @@ from bot.executor import (
 )
 from core.errors import InvalidParameter, JobCancelled, ModelUnavailable, UnknownModel
 from core.jobs import JobSpec, ProgressEvent
+from tests.bot.waiting import LIMIT, until
 
 pytestmark = pytest.mark.timeout(30)
 
 FAKE = "tests.bot.fake_runners:FakeRunner"
-LIMIT = 15.0  # seconds any single await may take before the test fails instead of hanging
 
 
 def spec(**params: Any) -> JobSpec:
@@ -49,15 +49,6 @@ async def executor() -> AsyncIterator[LocalProcessExecutor]:
         async with asyncio.timeout(LIMIT):
             await ex.close()
 
-
-async def until(condition: Any, what: str) -> None:
-    """Poll `condition()` on the loop until it holds; fail with `what` rather than hang."""
-    try:
-        async with asyncio.timeout(LIMIT):
-            while not condition():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}")
 
 
 def first_progress() -> tuple[asyncio.Event, Any]:

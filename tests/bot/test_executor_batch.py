@@ -12,11 +12,11 @@ from bot.executor import LocalProcessExecutor, WorkerCrashed
 from core.errors import InvalidImage, JobCancelled
 from core.images import decode_image
 from core.jobs import JobSpec, ProgressEvent
+from tests.bot.waiting import LIMIT, until
 
 pytestmark = pytest.mark.timeout(30)
 
 FAKE = "tests.bot.fake_runners:FakeRunner"
-LIMIT = 15.0  # seconds any single await may take before the test fails instead of hanging
 
 
 def dream(seed: int = 0, **params: Any) -> JobSpec:
@@ -26,14 +26,6 @@ def dream(seed: int = 0, **params: Any) -> JobSpec:
 def pool(max_batch: int | None = 4, **kwargs: Any) -> LocalProcessExecutor:
     return LocalProcessExecutor(workers=1, runner_factory=FAKE, max_batch=max_batch, cancel_grace=1.0, shutdown_timeout=2.0, **kwargs)
 
-
-async def until(condition: Any, what: str) -> None:
-    try:
-        async with asyncio.timeout(LIMIT):
-            while not condition():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}")
 
 
 async def occupy(ex: LocalProcessExecutor) -> Callable[[], Awaitable[None]]:
