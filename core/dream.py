@@ -19,6 +19,7 @@ from .errors import JobCancelled
 from .jobs import CancelCheck, ProgressCallback, ProgressEvent
 from .models.network import TappedNetwork
 from .objectives import Objective
+from .progress import Span
 
 __all__ = ["DreamSettings", "PRECISIONS", "StepGraphs", "dream", "dream_batch", "tiled_gradient", "octave_sizes"]
 
@@ -219,6 +220,7 @@ def dream(
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     stage_prefix: str = "",
+    span: Span = Span(),
     precision: str = "fp32",
     graphs: StepGraphs | None = None,
     graph_key: Hashable | None = None,
@@ -228,13 +230,14 @@ def dream(
     Works from the smallest octave up and carries only the added detail to the next size, so the
     large structures that the network draws at small scales survive at full resolution.
 
+    span: the part of the job's progress this dream fills (a zoom frame's, say).
     precision: "fp32" or "bf16" (autocast of the network's passes). graphs, graph_key: replay
     captured gradient passes from `graphs` under `graph_key`, which must name the network and the
     objective (see `StepGraphs`); without a key every pass runs eagerly.
     """
     return dream_batch(
         net, objective, [image], settings, [generator], progress=progress, should_cancel=should_cancel,
-        stage_prefix=stage_prefix, precision=precision, graphs=graphs, graph_key=graph_key,
+        stage_prefix=stage_prefix, span=span, precision=precision, graphs=graphs, graph_key=graph_key,
     )[0]
 
 
@@ -248,6 +251,7 @@ def dream_batch(
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     stage_prefix: str = "",
+    span: Span = Span(),
     precision: str = "fp32",
     graphs: StepGraphs | None = None,
     graph_key: Hashable | None = None,
@@ -277,7 +281,8 @@ def dream_batch(
             return graphs.run(key, eager, x)
 
     detail = torch.zeros_like(_resize(base, sizes[0]))
-    total, done = len(sizes) * settings.steps, 0
+    # Progress counts pixel-steps: a step at the largest octave is worth many at the smallest.
+    work_total, work_done = sum(h * w for h, w in sizes) * settings.steps, 0
     for octave, size in enumerate(sizes):
         octave_base = _resize(base, size)
         # The image is kept rolled by `offsets` (one (dy, dx) per image): each step rolls it on by
@@ -288,7 +293,7 @@ def dream_batch(
         del detail
         spare: torch.Tensor | None = None
         offsets = [(0, 0)] * len(generators)
-        for _ in range(settings.steps):
+        for step in range(settings.steps):
             if should_cancel is not None and should_cancel():
                 raise JobCancelled("the job was cancelled")
             shifts = [_draw_shift(settings.jitter, generator) for generator in generators]
@@ -301,9 +306,10 @@ def dream_batch(
             rolled.addcmul_(grad, step_size / (magnitude + 1e-8)).clamp_(0, 1)
             spare = grad if spare is None or grad is spare else spare
             del grad
-            done += 1
+            work_done += size[0] * size[1]
             if progress is not None:
-                progress(ProgressEvent(f"{stage_prefix}octave {octave + 1}/{len(sizes)}", done, total))
+                progress(ProgressEvent(f"{stage_prefix}octave {octave + 1}/{len(sizes)}", step + 1, settings.steps,
+                                       span.at(work_done / work_total)))
         current = _roll_each(rolled, [(-oy, -ox) for oy, ox in offsets], out=spare) if any(oy or ox for oy, ox in offsets) else rolled
         del rolled, spare
         if octave < len(sizes) - 1:

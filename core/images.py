@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DecodedImage",
     "decode_image",
+    "probe_image",
     "load_image_file",
     "fit_longest_side",
     "to_tensor",
@@ -59,35 +62,64 @@ def _to_rgb_and_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None
     return img.convert("RGB"), alpha
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Decode `data` (JPEG, PNG, WebP, BMP or GIF's first frame); raise InvalidImage or ImageTooLarge."""
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Open `data` reading the header only, and refuse what must not be decoded; the caller catches Pillow's errors."""
     if not data:
         raise InvalidImage("the file is empty")
+    img = Image.open(io.BytesIO(data))  # reads the header only
+    if img.format not in ACCEPTED_FORMATS:
+        raise InvalidImage(f"unsupported image format {img.format}; use JPEG, PNG, WebP, BMP or GIF")
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"the image is {width}x{height} ({width * height / 1e6:.0f} MP); the limit is {max_pixels / 1e6:.0f} MP"
+        )
+    if width < 1 or height < 1:
+        raise InvalidImage("the image has no pixels")
+    return img
+
+
+@contextmanager
+def _pillow_errors() -> Iterator[None]:
+    """Pillow's many failure types as our two: a damaged file or a decompression bomb."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit below
-            img = Image.open(io.BytesIO(data))  # reads the header only
-            if img.format not in ACCEPTED_FORMATS:
-                raise InvalidImage(f"unsupported image format {img.format}; use JPEG, PNG, WebP, BMP or GIF")
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageTooLarge(
-                    f"the image is {width}x{height} ({width * height / 1e6:.0f} MP); the limit is {max_pixels / 1e6:.0f} MP"
-                )
-            if width < 1 or height < 1:
-                raise InvalidImage("the image has no pixels")
-            source_format = str(img.format)  # exif_transpose returns a copy that has no format
-            img.seek(0)  # GIF and other animations: first frame
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb, alpha = _to_rgb_and_alpha(img)
-            return DecodedImage(rgb=rgb, alpha=alpha, source_format=source_format)
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        if isinstance(exc, UnidentifiedImageError):
-            raise InvalidImage("the file is not an image Pillow can read (JPEG, PNG, WebP, BMP or GIF)") from None
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
+            yield
+    except UnidentifiedImageError:
+        raise InvalidImage("the file is not an image Pillow can read (JPEG, PNG, WebP, BMP or GIF)") from None
+    except Image.DecompressionBombError:
         raise ImageTooLarge("the image declares more pixels than allowed") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImage(f"the image is damaged or truncated ({exc})") from None
+
+
+_SWAPPED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that turn the picture by 90 degrees
+
+
+def probe_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) as `decode_image` would return it (EXIF orientation applied), from the header alone.
+
+    Cheap enough to price a job before it is admitted; raises what `decode_image` raises for the header.
+    """
+    with _pillow_errors():
+        img = _open_checked(data, max_pixels)
+        width, height = img.size
+        if img.getexif().get(0x0112) in _SWAPPED_ORIENTATIONS:
+            width, height = height, width
+        return width, height
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode `data` (JPEG, PNG, WebP, BMP or GIF's first frame); raise InvalidImage or ImageTooLarge."""
+    with _pillow_errors():
+        img = _open_checked(data, max_pixels)
+        source_format = str(img.format)  # exif_transpose returns a copy that has no format
+        img.seek(0)  # GIF and other animations: first frame
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        rgb, alpha = _to_rgb_and_alpha(img)
+        return DecodedImage(rgb=rgb, alpha=alpha, source_format=source_format)
 
 
 def load_image_file(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:

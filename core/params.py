@@ -14,7 +14,10 @@ from typing import Any, get_type_hints
 
 from .errors import InvalidParameter
 
-__all__ = ["DreamParams", "VisualizeParams", "ZoomParams", "PARAMS_BY_KIND", "validate_params", "param_help", "as_dict"]
+__all__ = [
+    "DreamParams", "VisualizeParams", "ZoomParams", "JobParams", "PARAMS_BY_KIND",
+    "validate_params", "param_help", "as_dict", "params_from_dict", "fields_for",
+]
 
 
 def _spec(default: Any, lo: float | None = None, hi: float | None = None, help: str = "") -> Any:
@@ -59,6 +62,7 @@ class ZoomParams:
     max_bytes: int = _spec(10 * 1024 * 1024, 64 * 1024, 500 * 1024 * 1024, "byte budget of the GIF")
 
 
+JobParams = DreamParams | VisualizeParams | ZoomParams
 PARAMS_BY_KIND: dict[str, type] = {"dream": DreamParams, "visualize": VisualizeParams, "zoom": ZoomParams}
 
 
@@ -126,3 +130,20 @@ def param_help(kind: str) -> list[tuple[str, Any, str]]:
 def as_dict(params: Any) -> dict[str, Any]:
     """JSON-compatible dict of a params dataclass (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
+
+
+def params_from_dict(kind: str, data: dict[str, Any]):
+    """The params dataclass of `kind` back from `as_dict`'s output (say, a stored job), by field name.
+
+    Trusts `data`: it was compiled once already. Keys the dataclass no longer has are dropped, so a
+    job stored by an older version still loads; lists become tuples again.
+    """
+    cls = PARAMS_BY_KIND[kind]
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
+
+
+def fields_for(target: type, params: Any) -> Any:
+    """Build the settings dataclass `target` from the same-named fields of `params` (never by position)."""
+    names = {f.name for f in fields(target)}
+    return target(**{k: v for k, v in dataclasses.asdict(params).items() if k in names})

@@ -10,6 +10,7 @@ from .errors import JobCancelled
 from .jobs import CancelCheck, ProgressCallback, ProgressEvent
 from .models.network import TappedNetwork
 from .objectives import Objective
+from .progress import Span
 from .parameterization import fourier_image
 from .transforms import compose, standard_transforms
 
@@ -34,8 +35,12 @@ def render(
     device: str | torch.device = "cpu",
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
+    span: Span = Span(),
 ) -> torch.Tensor:
-    """Optimise from noise with Adam; returns the final image (1, 3, size, size) in [0, 1]."""
+    """Optimise from noise with Adam; returns the final image (1, 3, size, size) in [0, 1].
+
+    span: the part of the job's progress the steps fill.
+    """
     params, image_fn = fourier_image(settings.size, settings.size, generator, decay_power=settings.decay_power, device=device)
     optimizer = torch.optim.Adam(params, lr=settings.lr)
     transform = compose(standard_transforms(generator))
@@ -50,7 +55,7 @@ def render(
             loss.backward(retain_graph=copy < settings.batch - 1)  # the last copy frees the image's graph
         optimizer.step()
         if progress is not None:
-            progress(ProgressEvent("render", step + 1, settings.steps))
+            progress(ProgressEvent("render", step + 1, settings.steps, span.at((step + 1) / settings.steps)))
     with torch.no_grad():
         return image_fn()[:1]
 

@@ -17,15 +17,17 @@ import torch
 from PIL import Image
 
 from .device import resolve_device
+from .cost import work_share
 from .dream import PRECISIONS, DreamSettings, StepGraphs, dream, dream_batch
-from .errors import InvalidImage, InvalidParameter, JobCancelled
+from .errors import InvalidParameter, JobCancelled
 from .images import DEFAULT_MAX_PIXELS, DecodedImage, decode_image, encode_image, fit_longest_side, to_pil, to_tensor
-from .jobs import JOB_KINDS, CancelCheck, JobResult, JobSpec, ProgressCallback, ProgressEvent
+from .jobs import CancelCheck, JobResult, JobSpec, ProgressCallback, ProgressEvent
 from .models.classes import imagenet_classes, resolve_class
 from .models.network import TappedNetwork
 from .models.registry import get_entry, load_network, resolve_layers
 from .objectives import Objective, channel_objective, class_logit_objective, guide_objective, layer_objective
-from .params import DreamParams, VisualizeParams, ZoomParams, as_dict, validate_params
+from .params import DreamParams, VisualizeParams, ZoomParams, as_dict, fields_for
+from .progress import Span, monotonic, report_stage
 from .render import RenderSettings, classify, render
 from .zoom import ZoomSettings, encode_gif, noise_image, zoom_frames
 
@@ -105,7 +107,8 @@ class JobRunner:
         self.network(model_name)
 
     def run(self, spec: JobSpec, progress: ProgressCallback | None = None, should_cancel: CancelCheck | None = None) -> JobResult:
-        return self._run(spec, _checked_params(spec), progress, should_cancel)
+        """Run a compiled spec (`core.spec.compile_job`); its params are trusted as they are."""
+        return self._run(spec, spec.params, monotonic(progress), should_cancel)
 
     def run_batch(
         self,
@@ -128,7 +131,7 @@ class JobRunner:
         never fails another's. on_outcome(index, outcome) is called as soon as each is known.
         """
         count = len(specs)
-        progress = list(progress) if progress is not None else [None] * count
+        progress = [monotonic(p) for p in progress] if progress is not None else [None] * count
         should_cancel = list(should_cancel) if should_cancel is not None else [None] * count
         assert len(progress) == len(should_cancel) == count, "run_batch takes one progress and one should_cancel entry (or None) per spec"
         outcomes: list[JobResult | Exception | None] = [None] * count
@@ -141,18 +144,18 @@ class JobRunner:
         # Work in order of first appearance: a job that is not a plain dream (its index), or dreams
         # with equal params and fitted size (decoded already), which share passes when there are several.
         units: list[int | list[_Member]] = []
-        groups: dict[tuple[DreamParams, tuple[int, int]], list[_Member]] = {}
+        groups: dict[tuple[object, tuple[int, int]], list[_Member]] = {}
         for index, spec in enumerate(specs):
-            if spec.kind != "dream" or spec.guide is not None:
+            if spec.batch_key is None:
                 units.append(index)
                 continue
+            params = spec.params
             try:
-                params = _checked_params(spec)
                 given = self._dream_input(spec, params)
             except Exception as exc:
                 settle(index, exc)
                 continue
-            key = (params, given.rgb.size)
+            key = (spec.batch_key, given.rgb.size)
             if key not in groups:
                 units.append(groups.setdefault(key, []))
             groups[key].append((index, params, given))
@@ -170,7 +173,7 @@ class JobRunner:
         """`_run`'s result, or the exception it raised: one job's failure is not the batch's. Errors of
         `on_outcome` (say, a broken pipe to a parent that went away) must not be caught this way."""
         try:
-            return self._run(spec, params if params is not None else _checked_params(spec), progress, should_cancel, given)
+            return self._run(spec, params if params is not None else spec.params, progress, should_cancel, given)
         except Exception as exc:
             return exc
 
@@ -213,8 +216,9 @@ class JobRunner:
             generators = [torch.Generator().manual_seed(int(specs[index].seed)) for index, _, _ in members]
             with torch.enable_grad():
                 outs = list(dream_batch(
-                    net, objective, images, _dream_settings(p), generators,
+                    net, objective, images, fields_for(DreamSettings, p), generators,
                     progress=fan_out if callbacks else None, should_cancel=lambda: all(map(_cancelled, checks)),
+                    span=_work_span(specs[members[0][0]]),
                     precision=self.precision_for(p.model), graphs=self.graphs, graph_key=(net.name, objective.name),
                 ))
         except torch.OutOfMemoryError:
@@ -241,7 +245,7 @@ class JobRunner:
                 continue
             try:
                 t3 = time.perf_counter()
-                data, mime, meta = self._dream_output(out, given, net, objective, progress[index])
+                data, mime, meta = self._dream_output(out, given, net, objective, progress[index], _work_span(specs[index]))
                 t4 = time.perf_counter()
             except Exception as exc:
                 yield index, exc
@@ -260,20 +264,19 @@ class JobRunner:
         image = to_tensor(given.rgb).to(self.device)
         # A guide objective holds the guide's features, which its name does not capture: no replay.
         key = None if given.guide is not None else (net.name, objective.name)
-        out = dream(net, objective, image, _dream_settings(p), generator, progress=progress, should_cancel=should_cancel,
-                    precision=self.precision_for(p.model), graphs=self.graphs, graph_key=key)
+        span = _work_span(spec)
+        out = dream(net, objective, image, fields_for(DreamSettings, p), generator, progress=progress, should_cancel=should_cancel,
+                    span=span, precision=self.precision_for(p.model), graphs=self.graphs, graph_key=key)
         t2 = time.perf_counter()
         del image  # a large input's copy need not live through encoding
-        data, mime, meta = self._dream_output(out, given, net, objective, progress)
+        data, mime, meta = self._dream_output(out, given, net, objective, progress, span)
         timings = {"decode": given.seconds + (t1 - t0), "dream": t2 - t1, "encode": time.perf_counter() - t2}
         return data, mime, meta, timings
 
     def _dream_input(self, spec: JobSpec, p: DreamParams) -> _DreamInput:
-        """Check the layer names, decode the photo (and guide) and fit the photo to max_side."""
+        """Decode the photo (and guide) and fit the photo to max_side."""
         started = time.perf_counter()
-        if spec.image is None:
-            raise InvalidImage("dream needs an input image")
-        resolve_layers(get_entry(p.model), p.layer)  # a bad name fails before any decoding
+        assert spec.image is not None, "a dream spec carries its photo; make specs with core.spec.compile_job"
         source = decode_image(spec.image, max_pixels=self.max_pixels)
         guide = decode_image(spec.guide, max_pixels=self.max_pixels) if spec.guide is not None else None
         rgb = fit_longest_side(source.rgb, p.max_side)
@@ -283,9 +286,9 @@ class JobRunner:
         net = self.network(p.model)
         return net, build_dream_objective(net, p.model, p.layer, p.channel, guide.rgb if guide else None, self.device)
 
-    def _dream_output(self, out: torch.Tensor, given: _DreamInput, net: TappedNetwork, objective: Objective, progress):
+    def _dream_output(self, out: torch.Tensor, given: _DreamInput, net: TappedNetwork, objective: Objective, progress, span: Span):
         """Encode a dreamt (1, 3, H, W) image as PNG with the source's alpha; returns (data, mime, metadata)."""
-        _report(progress, "encode")
+        report_stage(progress, "encode", span.end)
         data, mime = encode_image(to_pil(out), "PNG", alpha=given.source.alpha)
         meta = {"size": list(given.rgb.size), "source_size": list(given.source.rgb.size), "objective": objective.name, "model": net.name}
         return data, mime, meta
@@ -294,13 +297,13 @@ class JobRunner:
         class_index = resolve_class(p.target)
         net = self.network(p.model)
         t0 = time.perf_counter()
-        settings = RenderSettings(size=p.size, steps=p.steps, lr=p.lr)
-        image = render(net, class_logit_objective(class_index), settings, generator,
-                       device=self.device, progress=progress, should_cancel=should_cancel)
+        span = _work_span(spec)
+        image = render(net, class_logit_objective(class_index), fields_for(RenderSettings, p), generator,
+                       device=self.device, progress=progress, should_cancel=should_cancel, span=span)
         t1 = time.perf_counter()
         probabilities = classify(net, image)
         top = int(probabilities.argmax())
-        _report(progress, "encode")
+        report_stage(progress, "encode", span.end)
         data, mime = encode_image(to_pil(image), "PNG")
         meta = {
             "class_index": class_index,
@@ -321,12 +324,12 @@ class JobRunner:
             start = to_tensor(fit_longest_side(decode_image(spec.image, max_pixels=self.max_pixels).rgb, p.size))
         else:
             start = noise_image(p.size, p.size, generator)
-        settings = DreamSettings(steps=p.steps, octaves=p.octaves, strength=p.strength)
-        frames = zoom_frames(net, objective, start.to(self.device), settings, ZoomSettings(p.frames, p.zoom, p.rotate),
-                             generator, progress=progress, should_cancel=should_cancel,
+        span = _work_span(spec)
+        frames = zoom_frames(net, objective, start.to(self.device), fields_for(DreamSettings, p), fields_for(ZoomSettings, p),
+                             generator, progress=progress, should_cancel=should_cancel, span=span,
                              precision=self.precision_for(p.model), graphs=self.graphs, graph_key=(net.name, objective.name))
         t1 = time.perf_counter()
-        _report(progress, "encode")
+        report_stage(progress, "encode", span.end)
         data, report = encode_gif([to_pil(f) for f in frames], p.max_bytes, p.frame_ms)
         meta = {"frames": report.frames, "colors": report.colors, "size": list(report.size), "bytes": report.bytes,
                 "objective": objective.name, "model": net.name}
@@ -353,31 +356,18 @@ def keep_freed_memory(max_block: int = 32 << 20, keep: int = 1 << 30) -> bool:
     return bool(mallopt(m_mmap_threshold, max_block) and mallopt(m_trim_threshold, keep) and mallopt(m_top_pad, 64 << 20))
 
 
-def _checked_params(spec: JobSpec):
-    """The validated parameters of `spec`, after checking its kind and seed; raises InvalidParameter."""
-    if spec.kind not in JOB_KINDS:
-        raise InvalidParameter(f"unknown job kind {spec.kind!r}; expected one of {', '.join(JOB_KINDS)}")
-    if not 0 <= int(spec.seed) < 2**63:
-        raise InvalidParameter(f"seed must be a non-negative whole number, got {spec.seed}")
-    return validate_params(spec.kind, spec.params)
-
-
 def _cancelled(check: CancelCheck | None) -> bool:
     return check is not None and bool(check())
 
 
-def _dream_settings(p: DreamParams) -> DreamSettings:
-    return DreamSettings(p.steps, p.octaves, p.octave_scale, p.strength, p.tile, p.jitter)
+def _work_span(spec: JobSpec) -> Span:
+    """The part of the job's progress before encoding: the work's share of its predicted time."""
+    return Span().head(work_share(spec.cost) if spec.cost is not None else 0.95)
 
 
 def _result(spec: JobSpec, params, data: bytes, mime: str, metadata: dict[str, Any], timings: dict[str, float]) -> JobResult:
     metadata = {"kind": spec.kind, "seed": spec.seed, "params": as_dict(params), **metadata}
     return JobResult(data=data, mime_type=mime, metadata=metadata, timings=timings)
-
-
-def _report(progress: ProgressCallback | None, stage: str) -> None:
-    if progress is not None:
-        progress(ProgressEvent(stage, 0, 1))
 
 
 def _sum_objectives(objectives: list[Objective]) -> Objective:
@@ -393,20 +383,10 @@ def build_dream_objective(
     """The objective a dream maximises: a guide's features, chosen channels, or whole layers."""
     layers = resolve_layers(get_entry(model), layer_spec)
     if guide is not None:
-        if len(layers) != 1:
-            raise InvalidParameter("a guided dream uses exactly one layer")
+        assert len(layers) == 1, "compile_job refuses a guided dream on several layers"
         with torch.no_grad():
             features = net(to_tensor(fit_longest_side(guide, GUIDE_MAX_SIDE)).to(device), layers)[layers[0]]
         return guide_objective(layers[0], features[0].flatten(1))  # (C, N)
-    if channels:
-        with torch.no_grad():
-            probe = net(torch.zeros(1, 3, 64, 64, device=device), layers)
-        objectives = []
-        for layer in layers:
-            count = probe[layer].shape[1]
-            bad = [c for c in channels if not 0 <= c < count]
-            if bad:
-                raise InvalidParameter(f"{layer} has channels 0-{count - 1}; got {bad[0]}")
-            objectives += [channel_objective(layer, c) for c in channels]
-        return _sum_objectives(objectives)
+    if channels:  # compile_job checked them against the layers' channel counts
+        return _sum_objectives([channel_objective(layer, c) for layer in layers for c in channels])
     return _sum_objectives([layer_objective(layer) for layer in layers])

@@ -15,6 +15,7 @@ from .dream import DreamSettings, StepGraphs, dream
 from .jobs import CancelCheck, ProgressCallback
 from .models.network import TappedNetwork
 from .objectives import Objective
+from .progress import Span
 
 __all__ = ["zoom_frames", "zoom_step", "noise_image", "encode_gif", "GifReport"]
 
@@ -55,12 +56,14 @@ def zoom_frames(
     *,
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
+    span: Span = Span(),
     precision: str = "fp32",
     graphs: StepGraphs | None = None,
     graph_key: Hashable | None = None,
 ) -> list[torch.Tensor]:
     """Returns `frames` images (1, 3, H, W); each is the previous one zoomed in and dreamt on again.
 
+    span: the part of the job's progress the frames fill; each frame gets an equal share.
     precision, graphs, graph_key: passed to `dream` (bf16 autocast and CUDA graph replay on GPUs).
     """
     frames = []
@@ -69,6 +72,7 @@ def zoom_frames(
         current = dream(
             net, objective, current, dream_settings, generator,
             progress=progress, should_cancel=should_cancel, stage_prefix=f"frame {index + 1}/{zoom_settings.frames} ",
+            span=span.part(index, zoom_settings.frames),
             precision=precision, graphs=graphs, graph_key=graph_key,
         )
         frames.append(current)

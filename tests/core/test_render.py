@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.images import decode_image, to_tensor
-from core.jobs import JobSpec
+from core.spec import compile_job
 from core.models.classes import imagenet_classes
 from core.parameterization import fourier_image
 from core.render import classify
@@ -19,7 +19,7 @@ POST_CLASSES = ["hartebeest", "measuring cup", "ant", "starfish", "anemone fish"
 @pytest.mark.parametrize("name", POST_CLASSES)
 def test_default_render_is_seen_as_its_class(runner, lite0, name):
     started = time.perf_counter()
-    result = runner.run(JobSpec("visualize", {"target": name}, seed=0))
+    result = runner.run(compile_job("visualize", {"target": name}, seed=0))
     seconds = time.perf_counter() - started
     meta = result.metadata
     assert meta["class_name"] == name and meta["top1_name"] == name
@@ -32,9 +32,9 @@ def test_default_render_is_seen_as_its_class(runner, lite0, name):
 
 def test_render_is_deterministic_and_seeded(runner):
     params = {"target": "banana", "steps": 10, "size": 64}
-    first = runner.run(JobSpec("visualize", params, seed=5))
-    assert first.data == runner.run(JobSpec("visualize", params, seed=5)).data
-    assert first.data != runner.run(JobSpec("visualize", params, seed=6)).data
+    first = runner.run(compile_job("visualize", params, seed=5))
+    assert first.data == runner.run(compile_job("visualize", params, seed=5)).data
+    assert first.data != runner.run(compile_job("visualize", params, seed=6)).data
 
 
 def test_fourier_prior_prefers_smooth_images():

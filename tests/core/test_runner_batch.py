@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.errors import InvalidImage, InvalidParameter, JobCancelled
+from dataclasses import replace
+
+from core.errors import InvalidImage, JobCancelled
 from core.images import decode_image, to_tensor
-from core.jobs import JobResult, JobSpec, ProgressEvent
+from core.jobs import JobResult, ProgressEvent
+from core.spec import compile_job
 
 TINY = {"steps": 2, "octaves": 2, "max_side": 96}
 
@@ -18,7 +21,7 @@ def pixels(result: JobResult) -> torch.Tensor:
 
 def test_a_batch_of_same_size_dreams_equals_separate_runs(runner, photo_bytes):
     photos = [photo_bytes(name, (96, 64)) for name in ("chelsea.png", "coffee.png", "astronaut.png")]
-    specs = [JobSpec("dream", TINY, image=photo, seed=seed) for photo, seed in zip(photos, (5, 6, 7))]
+    specs = [compile_job("dream", TINY, images=[photo], seed=seed) for photo, seed in zip(photos, (5, 6, 7))]
     events: list[list[ProgressEvent]] = [[], [], []]
     settled: list[int] = []
     together = runner.run_batch(specs, [e.append for e in events], None, on_outcome=lambda i, _: settled.append(i))
@@ -31,23 +34,25 @@ def test_a_batch_of_same_size_dreams_equals_separate_runs(runner, photo_bytes):
         assert float((pixels(batched) - pixels(single)).abs().mean()) < 1 / 255
     # Every job sees the group's steps, then its own encode.
     for job_events in events:
-        assert [(e.step, e.total) for e in job_events[:-1]] == [(i, 4) for i in range(1, 5)]
+        assert [(e.stage, e.step) for e in job_events[:-1]] == [(f"octave {o}/2", s) for o in (1, 2) for s in (1, 2)]
         assert job_events[-1].stage == "encode"
+        assert [e.fraction for e in job_events] == sorted(e.fraction for e in job_events)
 
 
 def test_a_mixed_batch_puts_each_outcome_in_its_slot(runner, photo_bytes):
     small, large = photo_bytes("chelsea.png", (64, 48)), photo_bytes("coffee.png", (96, 64))
     specs = [
-        JobSpec("dream", TINY, image=small, seed=1),
-        JobSpec("visualize", {"size": 64, "steps": 10}, seed=2),
-        JobSpec("dream", TINY, image=large, seed=3),  # another size: runs alone
-        JobSpec("dream", TINY, image=b"not an image", seed=4),
-        JobSpec("dream", {**TINY, "strength": 50}, image=small, seed=5),
-        JobSpec("dream", TINY, image=small, seed=6),  # joins the first
+        compile_job("dream", TINY, images=[small], seed=1),
+        compile_job("visualize", {"size": 64, "steps": 10}, seed=2),
+        compile_job("dream", TINY, images=[large], seed=3),  # another size: runs alone
+        # A spec whose photo got damaged after it was compiled: only its own job fails.
+        replace(compile_job("dream", TINY, images=[small], seed=4), image=b"not an image"),
+        compile_job("dream", {**TINY, "strength": 2}, images=[small], seed=5),  # other params: its own group
+        compile_job("dream", TINY, images=[small], seed=6),  # joins the first
     ]
     out = runner.run_batch(specs)
-    assert [type(o).__name__ for o in out] == ["JobResult", "JobResult", "JobResult", "InvalidImage", "InvalidParameter", "JobResult"]
-    assert isinstance(out[3], InvalidImage) and isinstance(out[4], InvalidParameter)
+    assert [type(o).__name__ for o in out] == ["JobResult", "JobResult", "JobResult", "InvalidImage", "JobResult", "JobResult"]
+    assert isinstance(out[3], InvalidImage) and "batch_size" not in out[4].metadata
     first, visual, alone, last = out[0], out[1], out[2], out[5]
     assert first.metadata["batch_size"] == last.metadata["batch_size"] == 2
     assert first.metadata["size"] == last.metadata["size"] == [64, 48] and first.data != last.data
@@ -61,7 +66,7 @@ def test_a_mixed_batch_puts_each_outcome_in_its_slot(runner, photo_bytes):
 
 def test_a_cancelled_job_in_a_group_gets_cancelled_and_the_others_finish(runner, photo_bytes):
     photo = photo_bytes("chelsea.png", (64, 48))
-    specs = [JobSpec("dream", TINY, image=photo, seed=seed) for seed in (1, 2, 3)]
+    specs = [compile_job("dream", TINY, images=[photo], seed=seed) for seed in (1, 2, 3)]
     steps: list[ProgressEvent] = []
     out = runner.run_batch(specs, [steps.append, None, None], [None, lambda: True, None])
     assert isinstance(out[0], JobResult) and isinstance(out[1], JobCancelled) and isinstance(out[2], JobResult)
@@ -74,4 +79,4 @@ def test_a_cancelled_job_in_a_group_gets_cancelled_and_the_others_finish(runner,
 
 def test_run_batch_needs_one_callback_entry_per_spec(runner):
     with pytest.raises(AssertionError, match="one progress and one should_cancel"):
-        runner.run_batch([JobSpec("visualize"), JobSpec("visualize")], [None])
+        runner.run_batch([compile_job("visualize"), compile_job("visualize")], [None])

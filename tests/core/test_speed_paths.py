@@ -12,7 +12,7 @@ from torchvision.models import GoogLeNet
 from core.dream import DreamSettings, StepGraphs, _roll_each, dream, dream_batch, octave_sizes, tiled_gradient
 from core.errors import InvalidParameter
 from core.images import decode_image, to_tensor
-from core.jobs import JobSpec
+from core.spec import compile_job
 from core.models.registry import googlenet_cache_path, load_network
 from core.objectives import layer_objective
 from core.runner import JobRunner, keep_freed_memory
@@ -195,7 +195,7 @@ def test_plain_runner_dreams_like_the_fast_one(runner, photo_bytes):
     little, so many pixels round to the neighbouring level. Far less than another seed changes.
     """
     image = photo_bytes("chelsea.png", (96, 64))
-    spec, other = (JobSpec("dream", {"steps": 2, "octaves": 2}, image=image, seed=seed) for seed in (3, 4))
+    spec, other = (compile_job("dream", {"steps": 2, "octaves": 2}, images=[image], seed=seed) for seed in (3, 4))
     plain = JobRunner("cpu", allow_download=False, fast=False)
     pixels = lambda result: to_tensor(decode_image(result.data).rgb)  # noqa: E731
     fast, slow, reseeded = pixels(runner.run(spec)), pixels(plain.run(spec)), pixels(runner.run(other))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from core.jobs import JobSpec
+from core.spec import compile_job
 from core.zoom import encode_gif
 
 
@@ -20,7 +20,7 @@ def _frames(data: bytes) -> tuple[Image.Image, list[np.ndarray]]:
 def test_zoom_gif_has_the_frames_loops_and_is_continuous(runner, photo_bytes, start):
     image = photo_bytes("coffee.png", (120, 80)) if start == "photo" else None
     params = {"frames": 6, "size": 120, "steps": 2, "octaves": 2, "rotate": 2}
-    result = runner.run(JobSpec("zoom", params, image=image, seed=1))
+    result = runner.run(compile_job("zoom", params, images=[image] if image else [], seed=1))
     gif, frames = _frames(result.data)
     assert result.mime_type == "image/gif" and gif.format == "GIF"
     assert gif.n_frames == 6 and gif.info.get("loop") == 0
@@ -37,7 +37,7 @@ def test_zoom_gif_has_the_frames_loops_and_is_continuous(runner, photo_bytes, st
 
 def test_zoom_respects_a_tight_byte_budget(runner):
     params = {"frames": 8, "size": 160, "steps": 1, "octaves": 1, "max_bytes": 64 * 1024}
-    result = runner.run(JobSpec("zoom", params, seed=2))
+    result = runner.run(compile_job("zoom", params, seed=2))
     assert len(result.data) <= 64 * 1024
     gif, _ = _frames(result.data)
     assert gif.n_frames == result.metadata["frames"] >= 1 and gif.info.get("loop") == 0

@@ -1,0 +1,124 @@
+"""Compile a request once: raw options, inputs and seed -> a typed, resolved, priced `JobSpec`.
+
+Every front (Discord, console, CLI) hands what the user typed to `compile_job` before anything is
+admitted, so a typo or an impossible job costs the user nothing and gets one line with a
+suggestion. Each rule lives here once: option ranges (through core.params), model, layer, channel
+and class names (checked against the registry's metadata; no weights are loaded), how many images
+each kind takes, the seed's range, and the job's cost (core.cost). Workers trust the result.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from .cost import job_cost
+from .errors import InvalidImage, InvalidParameter
+from .images import DEFAULT_MAX_PIXELS, probe_image
+from .jobs import JOB_KINDS, JobSpec
+from .models.classes import imagenet_classes, resolve_class
+from .models.registry import get_entry, resolve_layers
+from .params import DreamParams, JobParams, VisualizeParams, ZoomParams, params_from_dict, validate_params
+
+__all__ = [
+    "SEED_MAX", "MAX_IMAGES", "MissingImage", "compile_job", "check_options", "restore_job",
+    "resolve_names", "parse_seed", "default_params",
+]
+
+SEED_MAX = 2**31 - 1  # seeds are shown to users and typed back; 31 bits keep them short and portable
+# How many images each kind takes: a dream's photo and an optional guide; a zoom's optional photo.
+MAX_IMAGES: dict[str, int] = {"dream": 2, "visualize": 0, "zoom": 1}
+
+
+class MissingImage(InvalidImage):
+    """A dream without a photo; fronts say how to give one in their own words."""
+
+
+def parse_seed(raw: Any) -> int:
+    """A seed from 0 to SEED_MAX from an int or the text a user typed; InvalidParameter otherwise."""
+    try:
+        seed = int(str(raw).strip()) if not isinstance(raw, int) else raw
+    except ValueError:
+        raise InvalidParameter(f"seed must be a whole number from 0 to {SEED_MAX}, got {raw!r}") from None
+    if not 0 <= seed <= SEED_MAX:
+        raise InvalidParameter(f"seed must be from 0 to {SEED_MAX}, got {seed}")
+    return seed
+
+
+def resolve_names(kind: str, params: JobParams) -> JobParams:
+    """`params` with the model, layers and class written the one canonical way, after checking them.
+
+    "mid" becomes the model's layer ("block8"), "Banana" becomes "banana": equal jobs get equal
+    params, which is what batching and the store compare. Raises UnknownModel, UnknownLayer,
+    UnknownClass or InvalidParameter, each with the closest valid names.
+    """
+    entry = get_entry(params.model)
+    if isinstance(params, VisualizeParams):
+        return replace(params, model=entry.name, target=imagenet_classes()[resolve_class(params.target)])
+    layers = resolve_layers(entry, params.layer)
+    if isinstance(params, DreamParams):
+        for layer in layers:
+            count = entry.channels[layer]
+            bad = [c for c in params.channel if not 0 <= c < count]
+            if bad:
+                raise InvalidParameter(f"{layer} has channels 0-{count - 1}; got {bad[0]}")
+    return replace(params, model=entry.name, layer=",".join(layers))
+
+
+def default_params(kind: str, model: str) -> JobParams:
+    """The params a job of `kind` on `model` gets when the user gives no option (names resolved)."""
+    return resolve_names(kind, validate_params(kind, {"model": model}))
+
+
+def check_options(kind: str, options: Mapping[str, Any] | None = None, *, seed: Any = None) -> JobParams:
+    """The checks of `compile_job` that need no input: option values, names and the seed.
+
+    A front that must download inputs first calls this before downloading, so a typo costs nothing
+    at all; `compile_job` runs the same checks as its first step.
+    """
+    if kind not in JOB_KINDS:
+        raise InvalidParameter(f"unknown job kind {kind!r}; expected one of {', '.join(JOB_KINDS)}")
+    if seed is not None:
+        parse_seed(seed)
+    return resolve_names(kind, validate_params(kind, dict(options or {})))
+
+
+def compile_job(
+    kind: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    images: Sequence[bytes] = (),
+    seed: Any = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> JobSpec:
+    """The one way to make a `JobSpec`.
+
+    options: raw values by parameter name (text from chat or argv, or typed values); unknown names,
+    bad values and unknown model/layer/class names raise a DreamError whose text is one line for
+    the user. images: the photo, then the guide (dream), or an optional start photo (zoom); only
+    their headers are read, to check them and to price the job. seed: None picks one at random.
+    """
+    params = check_options(kind, options)
+    if len(images) > MAX_IMAGES[kind]:
+        wanted = {0: "no image", 1: "at most one image", 2: "a photo and at most one guide image"}[MAX_IMAGES[kind]]
+        raise InvalidParameter(f"{kind} takes {wanted}, got {len(images)}")
+    if kind == "dream" and not images:
+        raise MissingImage("dream needs a photo to dream on")
+    if isinstance(params, DreamParams) and len(images) > 1 and "," in params.layer:
+        raise InvalidParameter("a guided dream uses exactly one layer")
+    sizes = [probe_image(image, max_pixels=max_pixels) for image in images]
+    image, guide = (list(images) + [None, None])[:2]
+    seed = secrets.randbelow(SEED_MAX + 1) if seed is None else parse_seed(seed)
+    assert isinstance(params, (DreamParams, VisualizeParams, ZoomParams)), f"no params class for {kind}"
+    cost = job_cost(kind, params, sizes[0] if sizes else None)
+    return JobSpec(kind=kind, params=params, image=image, guide=guide, seed=seed, cost=cost)  # type: ignore[arg-type]
+
+
+def restore_job(kind: str, params: Mapping[str, Any], *, seed: int, image: bytes | None = None, guide: bytes | None = None) -> JobSpec:
+    """A stored job's spec again (restart recovery): its params were compiled once and are trusted;
+    only the price is worked out anew, as the rates may have changed."""
+    typed = params_from_dict(kind, dict(params))
+    size = probe_image(image) if image is not None else None
+    return JobSpec(kind=kind, params=typed, image=image, guide=guide, seed=seed, cost=job_cost(kind, typed, size))  # type: ignore[arg-type]
