@@ -146,15 +146,15 @@ def _convert(png: bytes, fmt: str) -> bytes:
 
 
 def _run_job(args: argparse.Namespace, kind: str, params: dict[str, Any], image: bytes | None = None, guide: bytes | None = None):
-    from core.jobs import JobSpec
     from core.runner import JobRunner
+    from core.spec import compile_job
 
     from .progress import TerminalProgress
 
     if args.model:
         params["model"] = args.model
+    spec = compile_job(kind, params, images=[i for i in (image, guide) if i is not None], seed=args.seed)
     runner = JobRunner(args.device, allow_download=not args.offline)
-    spec = JobSpec(kind=kind, params=params, image=image, guide=guide, seed=args.seed)
     with TerminalProgress(kind) as progress:
         return runner.run(spec, progress=progress)
 

@@ -1,11 +1,12 @@
 """One parser from chat text to plain-data requests, shared by every front (Discord, console, CLI).
 
-    !dream layer:deep strength:2 octaves:4 seed:7     -> Request("dream", {...all resolved params}, seed=7)
-    !visualize anemone fish                            -> Request("visualize", {..., "target": "anemone fish"})
+    !dream layer:deep strength:2 octaves:4 seed:7     -> Request("dream", {"layer": "deep", ...}, seed="7")
+    !visualize anemone fish                            -> Request("visualize", {"target": "anemone fish"})
     !cancel 12                                         -> Request("cancel", {"job_id": 12})
 
-Options are `key:value` or `key=value`; other words are free words. Job options are checked by
-core.params, so the limits live in one place. Every error is a CommandError with one line.
+Options are `key:value` or `key=value`; other words are free words. A job command's options stay
+as typed: `core.spec.compile_job` checks and prices them, once, for every front. Every error here
+is a CommandError with one line.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import DreamError, InvalidParameter
-from core.params import as_dict, param_help, validate_params
+from core.errors import DreamError
+from core.jobs import JobSpec
+from core.params import as_dict, param_help
+from core.spec import SEED_MAX, default_params
 
-__all__ = ["Request", "CommandError", "HELP", "COMMANDS", "JOB_COMMANDS", "SEED_MAX", "parse_command", "command_help"]
+__all__ = [
+    "Request", "CommandError", "HELP", "COMMANDS", "JOB_COMMANDS",
+    "parse_command", "parse_words", "split_words", "command_help", "reproduce_command",
+]
 
 JOB_COMMANDS = ("dream", "visualize", "zoom")
-SEED_MAX = 2**31 - 1
 
 # One line of help and an example per command, for `!help`. Written with the default prefix "!";
 # command_help() substitutes a guild's own prefix.
@@ -39,7 +44,7 @@ HELP: dict[str, str] = {
     "quota": "show how many jobs you can start now, e.g. !quota",
     "gallery": "show this server's gallery, newest or most liked, e.g. !gallery top",
     "stats": "show this server's numbers, e.g. !stats",
-    "settings": "server admins: set the prefix, limits, exempt roles and gallery channel, e.g. !settings user_burst:5 like_threshold:3",
+    "settings": "server admins: set the prefix, limits, exempt roles and gallery channel, e.g. !settings user_burst:5 max_job_seconds:60",
     "help": "help on all commands or one, e.g. !help dream",
 }
 COMMANDS: tuple[str, ...] = tuple(HELP)
@@ -54,12 +59,12 @@ class CommandError(DreamError):
 
 @dataclass(frozen=True)
 class Request:
-    """A parsed command. `params` holds JSON-compatible values; for job commands, every parameter."""
+    """A parsed command. For job commands `params` are the options as typed (compile_job checks them)."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     args: tuple[str, ...] = ()  # the free (non key:value) words, as typed
-    seed: int | None = None  # job commands only; None lets the service pick one and record it
+    seed: int | str | None = None  # job commands only; None lets the compiler pick one
 
     @property
     def is_job(self) -> bool:
@@ -78,8 +83,14 @@ def parse_command(text: str, prefix: str = "!", *, defaults: dict[str, Any] | No
     # "!!!" or "! hello" are not commands for us: stay silent rather than answer "unknown command".
     if not body or not body[0].isalnum():
         return None
-    words = _split(body)
-    name, words = words[0].lower(), words[1:]
+    words = split_words(body)
+    return parse_words(words[0], words[1:], prefix, defaults=defaults)
+
+
+def parse_words(name: str, words: list[str], prefix: str = "!", *, defaults: dict[str, Any] | None = None) -> Request:
+    """Parse a command already split into words (see `split_words`); fronts that pull attachments
+    or links out of the words first call this, so the text is split once."""
+    name = name.lower()
     if name not in HELP:
         raise CommandError(f"unknown command {name!r}{_suggest(name, prefix)}")
     options, free = _options(words)
@@ -106,7 +117,23 @@ def command_help(name: str | None = None, prefix: str = "!") -> list[str]:
     return lines
 
 
-def _split(body: str) -> list[str]:
+def reproduce_command(spec: JobSpec, prefix: str = "!") -> str:
+    """The shortest command that gives the same result: the options that differ from the defaults, and the seed."""
+    params = as_dict(spec.params)
+    # Layers default per model ("mid" is block8 on one, inception4c on another): compare with that model's.
+    defaults = as_dict(default_params(spec.kind, spec.params.model)) | {"model": type(spec.params)().model}
+    parts = [f"{prefix}{spec.kind}"]
+    if spec.kind == "visualize":
+        parts.append(str(params.pop("target")))
+    for key, value in params.items():
+        if defaults.get(key) != value:
+            shown = ",".join(map(str, value)) if isinstance(value, list) else value
+            parts.append(f"{key}:{shlex.quote(str(shown))}")
+    parts.append(f"seed:{spec.seed}")
+    return " ".join(parts)
+
+
+def split_words(body: str) -> list[str]:
     # Quotes group words ("target:anemone fish"); an apostrophe in "don't" must not break parsing.
     try:
         return shlex.split(body)
@@ -134,22 +161,9 @@ def _suggest(name: str, prefix: str) -> str:
     return f" (did you mean {prefix}{close[0]}?)" if close else f"; try {prefix}help"
 
 
-def _seed(options: dict[str, str]) -> int | None:
-    raw = options.pop("seed", None)
-    if raw is None:
-        return None
-    try:
-        seed = int(raw)
-    except ValueError:
-        raise CommandError(f"seed must be a whole number from 0 to {SEED_MAX}, got {raw!r}") from None
-    if not 0 <= seed <= SEED_MAX:
-        raise CommandError(f"seed must be from 0 to {SEED_MAX}, got {seed}")
-    return seed
-
-
 def _job(name: str, options: dict[str, str], free: list[str], prefix: str) -> Request:
-    seed = _seed(options)
     raw: dict[str, Any] = dict(options)
+    seed = raw.pop("seed", None)
     if name == "visualize" and free:
         # The class is the free words, so "!visualize anemone fish" needs no quotes.
         if "target" in raw:
@@ -159,11 +173,7 @@ def _job(name: str, options: dict[str, str], free: list[str], prefix: str) -> Re
         raise CommandError(
             f"unexpected {' '.join(free)!r} for {prefix}{name}; options look like key:value, see {prefix}help {name}"
         )
-    try:
-        params = validate_params(name, raw)
-    except InvalidParameter as exc:
-        raise CommandError(f"{exc}; see {prefix}help {name}") from exc
-    return Request(name, as_dict(params), tuple(free), seed)
+    return Request(name, raw, tuple(free), seed)
 
 
 def _plain(
@@ -247,7 +257,7 @@ _PARSERS: dict[str, Callable[[str, dict[str, str], list[str], str], Request]] = 
     "zoom": _job,
     "settings": _plain(
         ("prefix", "user_burst", "user_refill_seconds", "guild_jobs_per_hour", "max_active_jobs",
-         "exempt_role", "gallery_channel", "like_threshold"),
+         "exempt_role", "gallery_channel", "like_threshold", "max_job_seconds"),
         0,
     ),
     "models": _plain(),

@@ -1,7 +1,10 @@
-"""The service between every chat front and the engine: admit -> record -> execute -> store the result.
+"""The service between every front and the engine: compile -> price -> admit+record -> fair queue -> result.
 
-Fronts (console, Discord) parse text with bot.commands, call `submit` to get a job admitted and
-recorded, then `run` to execute it with progress; `answer` replies to the informational commands.
+Fronts (console, Discord) parse text with bot.commands and call `submit` with the inputs: the job
+is compiled (core.spec), priced against its time cap, admitted and recorded in one transaction,
+and queued at once in the executor's fair queue. `follow` then delivers its progress (with an ETA)
+and its outcome. The service drives every job to its end whether or not a front follows it, stops
+a job that overruns its time limit, and is the only way a front reaches the store.
 Nothing here decodes images or runs a model: that happens in the executor's workers.
 """
 
@@ -10,24 +13,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Awaitable, Callable, Literal
+from typing import Awaitable, Literal
 
-from core.errors import DreamError, InvalidImage, JobCancelled
+from core.errors import DreamError, JobCancelled
 from core.jobs import JobResult, JobSpec, ProgressEvent
+from core.spec import check_options, compile_job, restore_job
 
-from .commands import SEED_MAX, CommandError, Request, command_help
+from .commands import CommandError, Request, command_help
 from .executor import Executor, ExecutorClosed
-from .store import JobRecord, NotFound, Store, wait_text
+from .pricing import job_time_cap, over_cap_reason
+from .store import GuildSettings, JobRecord, LikeResult, NotFound, RateLimits, Store, wait_text
 
-__all__ = ["Requester", "Accepted", "Denied", "JobOutcome", "DreamService", "ProgressSink"]
+__all__ = ["Requester", "Accepted", "Denied", "JobOutcome", "DreamService", "ProgressSink", "describe_error"]
 
 log = logging.getLogger(__name__)
 
 ProgressSink = Callable[[ProgressEvent], Awaitable[None] | None]
+Compiler = Callable[..., JobSpec]  # core.spec.compile_job's signature
+Restorer = Callable[..., JobSpec]  # core.spec.restore_job's signature
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,16 @@ class Requester:
 class Accepted:
     job_id: int
     spec: JobSpec
-    ahead: int  # jobs waiting or running in the executor before this one
+    predicted: float  # seconds the job should run on the device in use
+    position: int  # 1: next to start; 0: a worker has it already
+    wait: float  # seconds until it should start
+
+    @property
+    def summary(self) -> str:
+        """'about 12 s; starts now' or 'about 12 s; 3rd in line, starts in about 40 s': the same words on every front."""
+        when = "starts now" if self.position == 0 else \
+            f"{_ordinal(self.position)} in line, starts in about {wait_text(self.wait)}"
+        return f"takes about {wait_text(self.predicted)}; {when}"
 
 
 @dataclass(frozen=True)
@@ -61,79 +78,112 @@ class JobOutcome:
     result: JobResult | None = None
     result_path: Path | None = None
     error: str | None = None  # one line for the user when not done
+    spec: JobSpec | None = None  # what ran, when done (for the command that reproduces it)
+
+
+@dataclass(eq=False)
+class _Tracked:
+    """A job this process queued: who follows its progress, and how it ends."""
+
+    spec: JobSpec
+    predicted: float
+    cap: float
+    outcome: asyncio.Future[JobOutcome]
+    sinks: list[ProgressSink] = field(default_factory=list)
+    started: float | None = None  # time.monotonic() when a worker took it
+    timer: asyncio.TimerHandle | None = None
+    timed_out: bool = False
+    shutting_down: bool = False
+    task: asyncio.Task | None = None
 
 
 class DreamService:
-    def __init__(self, *, store: Store, executor: Executor, results_dir: Path, prefix: str = "!"):
+    """compile -> price -> admit -> queue -> run -> record, for every front.
+
+    max_job_seconds: the global cap on a job's predicted seconds (MAX_JOB_SECONDS); servers may
+    set a lower one. compile, restore: `core.spec.compile_job` and `restore_job`, or stand-ins
+    with their signatures (tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        executor: Executor,
+        results_dir: Path,
+        prefix: str = "!",
+        max_job_seconds: float = 120.0,
+        compile: Compiler = compile_job,
+        restore: Restorer = restore_job,
+    ):
         self.store = store
         self.executor = executor
         self.results_dir = Path(results_dir)
         self.prefix = prefix
+        self.max_job_seconds = max_job_seconds
+        self._compile, self._restore = compile, restore
         self.results_dir.mkdir(parents=True, exist_ok=True)
-        self._rng = random.Random()
+        self._tracked: dict[int, _Tracked] = {}
+        self._closing = False
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    async def submit(
-        self, request: Request, requester: Requester, *, image: bytes | None = None, guide: bytes | None = None
-    ) -> Accepted | Denied:
-        """Admit and record a job atomically; the caller then awaits `run`."""
+    async def submit(self, request: Request, requester: Requester, *, images: Sequence[bytes] = ()) -> Accepted | Denied:
+        """Compile, price, admit and record a job, and queue it; `follow` then reports on it.
+
+        A mistake or a job over its time cap is refused before admission: no token, no job row.
+        """
         assert request.is_job, f"submit takes job commands, not {request.name}; use answer()"
-        if request.name == "dream" and image is None:
-            return Denied(f"{self.prefix}dream needs a photo: attach one (or give its path in the console)")
-        seed = request.seed if request.seed is not None else self._rng.randint(0, SEED_MAX)
-        spec = JobSpec(kind=request.name, params=dict(request.params), image=image, guide=guide, seed=seed)  # type: ignore[arg-type]
+        if self._closing:
+            return Denied("the bot is stopping; try again in a minute")
+        try:
+            # Reads image headers only; off the event loop all the same, as a hostile header may be slow.
+            spec = await asyncio.to_thread(self._compile, request.name, request.params, images=list(images), seed=request.seed)
+        except DreamError as exc:
+            return Denied(f"{exc}; see {self.prefix}help {request.name}")
+        predicted = self.executor.predict(spec)
+        cap = await self._time_cap(requester)
+        if predicted > cap:
+            return Denied(over_cap_reason(spec, predicted, cap))
         admission = await self.store.admit_and_create_job(
-            spec,
-            user_id=requester.user_id,
-            guild_id=requester.guild_id,
-            channel_id=requester.channel_id,
-            roles=requester.roles,
+            spec, user_id=requester.user_id, guild_id=requester.guild_id, channel_id=requester.channel_id, roles=requester.roles,
         )
         if not admission.allowed:
             return Denied(admission.reason, admission.retry_after)
         assert admission.job_id is not None
-        # What this process's workers will run first: the honest wait for the requester.
-        ahead = len(self.executor.queued()) + len(self.executor.running())
-        return Accepted(admission.job_id, spec, ahead)
+        self._start(admission.job_id, spec, requester.user_id, requester.guild_id, cap)
+        place = self.executor.place(str(admission.job_id))
+        position, wait = (place.position, place.wait_seconds) if place is not None else (0, 0.0)
+        return Accepted(admission.job_id, spec, predicted, position, wait)
 
-    async def run(self, job_id: int, spec: JobSpec, on_progress: ProgressSink | None = None) -> JobOutcome:
-        """Execute a recorded job and record how it ended; never raises for a job's own failure."""
-        if not await self.store.mark_running(job_id):
+    def check(self, request: Request) -> Denied | None:
+        """Refuse a job whose options are wrong before its inputs are fetched (None: they look right).
+
+        `submit` checks everything again with the inputs; this spares a front the download.
+        """
+        try:
+            check_options(request.name, request.params, seed=request.seed)
+        except DreamError as exc:
+            return Denied(f"{exc}; see {self.prefix}help {request.name}")
+        return None
+
+    async def follow(self, job_id: int, on_progress: ProgressSink | None = None) -> JobOutcome:
+        """Progress events (with an ETA) of a job this process queued, then how it ended.
+
+        Never raises for the job's own failure. Cancelling the caller does not cancel the job.
+        """
+        tracked = self._tracked.get(job_id)
+        if tracked is None:
             record = await self.store.get_job(job_id)
             status = record.status if record else "missing"
-            return JobOutcome(job_id, "cancelled", error=f"job {job_id} was {status} before it started")
+            return JobOutcome(job_id, "cancelled", error=f"job {job_id} is {status}, not running here")
+        if on_progress is not None:
+            tracked.sinks.append(on_progress)
         try:
-            result = await self.executor.submit(str(job_id), spec, on_progress)
-        except ExecutorClosed:
-            # Shutting down: put the job back so the next start runs it; nothing is lost.
-            await self.store.requeue_job(job_id)
-            return JobOutcome(job_id, "interrupted", error="the bot is stopping; the job will run when it is back")
-        except JobCancelled:
-            await self.store.cancel_job(job_id)
-            return JobOutcome(job_id, "cancelled", error=f"job {job_id} was cancelled")
-        except DreamError as exc:
-            await self.store.fail_job(job_id, str(exc))
-            return JobOutcome(job_id, "failed", error=str(exc))
-        except asyncio.CancelledError:
-            # The front is shutting down: leave the job "running" so the next start re-runs it.
-            raise
-        except Exception as exc:  # a bug, not the user's fault: log it, tell them briefly
-            log.exception("job %s failed unexpectedly", job_id)
-            await self.store.fail_job(job_id, f"internal error ({type(exc).__name__})")
-            return JobOutcome(job_id, "failed", error="something went wrong on our side; the error was logged")
-        path = await asyncio.to_thread(self._save, job_id, result)
-        if not await self.store.finish_job(job_id, result.timings, str(path)):
-            return JobOutcome(job_id, "cancelled", error=f"job {job_id} was cancelled")
-        return JobOutcome(job_id, "done", result=result, result_path=path)
-
-    def _save(self, job_id: int, result: JobResult) -> Path:
-        path = self.results_dir / f"job-{job_id}.{result.extension}"
-        fd, tmp = tempfile.mkstemp(dir=self.results_dir, prefix=f".{path.name}.")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(result.data)
-        os.replace(tmp, path)  # never a half-written result
-        return path
+            return await asyncio.shield(tracked.outcome)
+        finally:
+            if on_progress is not None and on_progress in tracked.sinks:
+                tracked.sinks.remove(on_progress)
 
     async def cancel(self, job_id: int, requester: Requester) -> str:
         record = await self.store.get_job(job_id)
@@ -145,21 +195,166 @@ class DreamService:
         await self.executor.cancel(str(job_id))
         return f"job {job_id} cancelled"
 
-    async def recover(self) -> list[JobRecord]:
-        """Jobs left queued or running by the last process, put back to queued for `run`.
+    async def recover(self, owns: Callable[[JobRecord], bool] = lambda record: True) -> list[JobRecord]:
+        """Queue again the jobs a previous process left unfinished, for the front that `owns` them.
 
-        The caller re-runs each (`run(record.id, record.to_spec())`) and tells its requester;
-        jobs whose inputs are gone are failed with a reason instead.
+        The front then `follow`s each and tells its requester; jobs whose inputs are gone are failed
+        with a reason instead.
         """
         records = []
         for record in await self.store.jobs_to_recover():
+            if not owns(record):
+                continue
             if record.kind == "dream" and record.image is None:
                 await self.store.fail_job(record.id, "its input was lost in a restart; please send it again")
                 continue
+            try:
+                spec = await asyncio.to_thread(self._restore, record.kind, record.params, seed=record.seed,
+                                               image=record.image, guide=record.guide)
+            except DreamError as exc:  # say, a model this version no longer has
+                await self.store.fail_job(record.id, f"it cannot run again after the restart: {exc}")
+                continue
             if record.status == "running":
                 await self.store.requeue_job(record.id)
+            self._start(record.id, spec, record.user_id, record.guild_id, self.max_job_seconds)
             records.append(record)
         return records
+
+    async def give_up(self, job_id: int, reason: str) -> None:
+        """Stop a job nobody can receive any more (its channel is gone) and record why."""
+        await self.store.fail_job(job_id, reason)
+        await self.executor.cancel(str(job_id))
+
+    async def close(self) -> None:
+        """Stop every job this process queued and put it back in the store, for the next start to run."""
+        self._closing = True
+        for job_id, tracked in list(self._tracked.items()):
+            tracked.shutting_down = True
+            await self.executor.cancel(str(job_id))
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until every job this process queued has been recorded (as ended, or put back)."""
+        tasks = [t.task for t in self._tracked.values() if t.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start(self, job_id: int, spec: JobSpec, user_id: str, guild_id: str | None, cap: float) -> None:
+        loop = asyncio.get_running_loop()
+        tracked = _Tracked(spec, self.executor.predict(spec), cap, loop.create_future())
+        self.executor.enqueue(str(job_id), spec, user=user_id, guild=guild_id)  # in the queue from this moment
+        self._tracked[job_id] = tracked
+        tracked.task = asyncio.create_task(self._drive(job_id, tracked), name=f"job-{job_id}")
+
+    async def _drive(self, job_id: int, tracked: _Tracked) -> None:
+        try:
+            outcome = await self._execute(job_id, tracked)
+        except BaseException as exc:
+            outcome = JobOutcome(job_id, "interrupted", error="the bot is stopping; the job will run when it is back")
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("job %s could not be recorded", job_id)
+        finally:
+            if tracked.timer is not None:
+                tracked.timer.cancel()
+            self._tracked.pop(job_id, None)
+        if not tracked.outcome.done():
+            tracked.outcome.set_result(outcome)
+
+    async def _execute(self, job_id: int, tracked: _Tracked) -> JobOutcome:
+        async def on_event(event: ProgressEvent) -> None:
+            if event.stage == "start":
+                await self._on_start(job_id, tracked)
+                return
+            event = replace(event, eta=_eta(tracked, event.fraction))
+            for sink in list(tracked.sinks):
+                maybe = sink(event)
+                if maybe is not None:
+                    await maybe
+
+        try:
+            result = await self.executor.wait(str(job_id), on_event)
+        except ExecutorClosed:
+            # Shutting down: put the job back so the next start runs it; nothing is lost.
+            await self.store.requeue_job(job_id)
+            return JobOutcome(job_id, "interrupted", error="the bot is stopping; the job will run when it is back")
+        except JobCancelled:
+            if tracked.shutting_down:
+                await self.store.requeue_job(job_id)
+                return JobOutcome(job_id, "interrupted", error="the bot is stopping; the job will run when it is back")
+            if tracked.timed_out:
+                error = (f"stopped after {wait_text(time.monotonic() - (tracked.started or time.monotonic()))}: it ran far past "
+                         f"its expected {wait_text(tracked.predicted)} and the {wait_text(tracked.cap)} limit")
+                await self.store.fail_job(job_id, error)
+                return JobOutcome(job_id, "failed", error=error)
+            await self.store.cancel_job(job_id)
+            return JobOutcome(job_id, "cancelled", error=f"job {job_id} was cancelled")
+        except DreamError as exc:
+            await self.store.fail_job(job_id, str(exc))
+            return JobOutcome(job_id, "failed", error=str(exc))
+        except Exception as exc:  # a bug, not the user's fault: log it, tell them briefly
+            log.exception("job %s failed unexpectedly", job_id)
+            await self.store.fail_job(job_id, f"internal error ({type(exc).__name__})")
+            return JobOutcome(job_id, "failed", error="something went wrong on our side; the error was logged")
+        path = await asyncio.to_thread(self._save, job_id, result)
+        if not await self.store.finish_job(job_id, result.timings, str(path)):
+            return JobOutcome(job_id, "cancelled", error=f"job {job_id} was cancelled")
+        return JobOutcome(job_id, "done", result=result, result_path=path, spec=tracked.spec)
+
+    async def _on_start(self, job_id: int, tracked: _Tracked) -> None:
+        tracked.started = time.monotonic()
+        # Stopped only when far off both its prediction and its cap: a job slower than predicted
+        # but within its cap is the prediction's fault, not the user's.
+        limit = max(2 * tracked.predicted, tracked.cap)
+        tracked.timer = asyncio.get_running_loop().call_later(limit, self._overrun, job_id, tracked)
+        if not await self.store.mark_running(job_id):
+            await self.executor.cancel(str(job_id))  # cancelled (or ended) meanwhile
+
+    def _overrun(self, job_id: int, tracked: _Tracked) -> None:
+        log.warning("job %s ran past its time limit; stopping it", job_id)
+        tracked.timed_out = True
+        tracked.timer = None
+        asyncio.ensure_future(self.executor.cancel(str(job_id)))
+
+    async def _time_cap(self, requester: Requester) -> float:
+        settings = await self.store.get_guild_settings(requester.guild_id) if requester.guild_id else None
+        exempt = bool(settings and set(requester.roles) & set(settings.exempt_role_ids))
+        return job_time_cap(self.max_job_seconds, settings.max_job_seconds if settings else None, exempt=exempt)
+
+    def _save(self, job_id: int, result: JobResult) -> Path:
+        path = self.results_dir / f"job-{job_id}.{result.extension}"
+        fd, tmp = tempfile.mkstemp(dir=self.results_dir, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(result.data)
+        os.replace(tmp, path)  # never a half-written result
+        return path
+
+    # -- records fronts may read and change ------------------------------------------------------
+
+    async def job(self, job_id: int) -> JobRecord | None:
+        return await self.store.get_job(job_id)
+
+    async def guild_settings(self, guild_id: str) -> GuildSettings:
+        return await self.store.get_guild_settings(guild_id)
+
+    async def update_guild_settings(self, guild_id: str, **changes: object) -> GuildSettings:
+        """Change a server's settings; a time cap above the global one is refused (ValueError, one line)."""
+        cap = changes.get("max_job_seconds")
+        if cap is not None and not 0 < float(cap) <= self.max_job_seconds:  # type: ignore[arg-type]
+            raise ValueError(f"max_job_seconds must be more than 0 and at most {self.max_job_seconds:g}, the bot's limit")
+        return await self.store.set_guild_settings(guild_id, **changes)
+
+    def limits_of(self, settings: GuildSettings) -> RateLimits:
+        """A server's rate limits: the bot's defaults with the server's overrides."""
+        return settings.limits(self.store.limits)
+
+    async def record_post(self, job_id: int, message_link: str, *, channel_id: str | None, in_guild: bool) -> None:
+        """Remember where a result was posted; on a server it also enters the gallery."""
+        await self.store.set_result_message_link(job_id, message_link)
+        if in_guild:
+            await self.store.add_gallery_entry(job_id, message_link, channel_id=channel_id)
+
+    async def like(self, job_id: int, message_link: str, *, channel_id: str | None, user_id: str) -> LikeResult:
+        entry_id = await self.store.add_gallery_entry(job_id, message_link, channel_id=channel_id)
+        return await self.store.like(entry_id, user_id)
 
     # -- informational commands -------------------------------------------------------------------
 
@@ -202,8 +397,13 @@ class DreamService:
         mine = await self.store.active_jobs(requester.user_id)
         lines = [f"{len(running)} running, {len(queued)} waiting"]
         for job in mine:
-            position = await self.store.queue_position(job.id)
-            where = "running" if position == 0 else f"{position} ahead"
+            place = self.executor.place(str(job.id))
+            if place is None:
+                where = "waiting for a restarted bot to pick it up"
+            elif place.position == 0:
+                where = "running"
+            else:
+                where = f"{_ordinal(place.position)} in line, starts in about {wait_text(place.wait_seconds)}"
             lines.append(f"your job {job.id}: {job.kind}, {where}")
         return "\n".join(lines)
 
@@ -218,8 +418,9 @@ class DreamService:
 
     async def _answer_quota(self, request: Request, requester: Requester) -> str:
         q = await self.store.quota(requester.user_id, requester.guild_id, roles=requester.roles)
+        cap = await self._time_cap(requester)
         if q.exempt:
-            return "you are exempt from the limits here"
+            return f"you are exempt from the rate limits here; jobs may take up to {wait_text(cap)}"
         parts = []
         if q.user_available is not None:
             refill = f", one more in {wait_text(q.user_next_in)}" if q.user_next_in > 0 else ""
@@ -228,7 +429,8 @@ class DreamService:
             parts.append(f"this server has {q.guild_available} left this hour")
         if q.max_active_jobs:
             parts.append(f"{q.active_jobs} of your {q.max_active_jobs} job slots are busy")
-        return "; ".join(parts) or "no limits apply"
+        parts.append(f"jobs may take up to {wait_text(cap)}")
+        return "; ".join(parts)
 
     async def _answer_gallery(self, request: Request, requester: Requester) -> str:
         if requester.guild_id is None:
@@ -248,8 +450,25 @@ class DreamService:
         return f"{s.jobs} jobs ({kinds}; {statuses}) by {s.users} users; {s.gallery_entries} in the gallery, {s.likes} likes"
 
 
+def _eta(tracked: _Tracked, fraction: float) -> float | None:
+    """Seconds left: the prediction at first, then more and more what the job's own pace says."""
+    if tracked.started is None:
+        return None
+    elapsed = time.monotonic() - tracked.started
+    by_prediction = max(0.0, tracked.predicted - elapsed)
+    if fraction <= 0:
+        return by_prediction
+    by_pace = elapsed * (1 - fraction) / fraction
+    return (1 - fraction) * by_prediction + fraction * by_pace
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for a user from any exception a front might catch."""
-    if isinstance(exc, (CommandError, DreamError, InvalidImage)):
+    if isinstance(exc, (CommandError, DreamError)):
         return str(exc)
     return "something went wrong on our side; the error was logged"

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.store import RateLimits
+from core.images import DEFAULT_MAX_PIXELS
 
 __all__ = ["Settings", "ConfigError", "load_settings"]
 
@@ -39,6 +40,13 @@ class Settings(BaseSettings):
     user_refill_seconds: float = Field(60.0, gt=0)
     guild_jobs_per_hour: int = Field(30, ge=0)
     max_active_jobs: int = Field(2, ge=0)
+    # Cap on one job's predicted seconds on the device in use; servers may set a lower one.
+    max_job_seconds: float = Field(120.0, gt=0)
+    # What the workers get: bf16 on GPUs where a model allows it ("auto"), whether they may download
+    # weights a model does not bundle, and the most pixels an input may declare.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    offline: bool = False
+    max_input_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1_000_000)
 
     @field_validator("device", mode="before")
     @classmethod
@@ -53,6 +61,11 @@ class Settings(BaseSettings):
         except ArgumentError:
             raise ValueError("not a database URL, e.g. sqlite+aiosqlite:///dreambot.db") from None
         return value
+
+    @property
+    def runner_options(self) -> dict[str, Any]:
+        """Keyword arguments of each worker's `core.runner.JobRunner`, beside its device."""
+        return {"precision": self.precision, "allow_download": not self.offline, "max_pixels": self.max_input_pixels}
 
     @property
     def rate_limits(self) -> RateLimits:

@@ -13,11 +13,11 @@ from discord.ext import commands
 from ..commands import CommandError, parse_command
 from ..service import DreamService
 from ..settings import Settings
-from ..store import Store
 from .attachments import CDN_HOSTS
 
 if TYPE_CHECKING:
-    from .jobs import JobPresenter
+    from .cogs.community import Community
+    from .cogs.dreams import Dreams
 
 __all__ = ["DreamBot", "EXTENSIONS"]
 
@@ -31,7 +31,6 @@ class DreamBot(commands.Bot):
         self,
         *,
         service: DreamService,
-        store: Store,
         settings: Settings,
         http_session: aiohttp.ClientSession,
         cdn_hosts: tuple[str, ...] = CDN_HOSTS,
@@ -49,20 +48,19 @@ class DreamBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             **options,
         )
-        self.service, self.store, self.settings = service, store, settings
+        self.service, self.settings = service, settings
         self.http_session = http_session
         self.cdn_hosts = cdn_hosts
         self.max_input_bytes = max_input_bytes
         self.progress_interval = progress_interval
         self.prefixes: dict[int, str] = {}  # guild id -> prefix, filled from the store on demand
-        self.presenter: JobPresenter | None = None
         self._background: set[asyncio.Task] = set()
 
     async def _prefix_for(self, bot: commands.Bot, message: discord.Message) -> list[str]:
         prefix = self.settings.command_prefix
         if message.guild is not None:
             if message.guild.id not in self.prefixes:
-                guild = await self.store.get_guild_settings(str(message.guild.id))
+                guild = await self.service.guild_settings(str(message.guild.id))
                 self.prefixes[message.guild.id] = guild.prefix or self.settings.command_prefix
             prefix = self.prefixes[message.guild.id]
         return commands.when_mentioned_or(prefix)(bot, message)
@@ -70,19 +68,23 @@ class DreamBot(commands.Bot):
     def prefix_in(self, guild: discord.abc.Snowflake | None) -> str:
         return self.prefixes.get(guild.id, self.settings.command_prefix) if guild else self.settings.command_prefix
 
-    async def setup_hook(self) -> None:
-        from .jobs import JobPresenter, button_classes
+    # Typed accessors to the cogs, None when one failed to load. (Extensions are imported by
+    # discord.py itself, so their classes are not compared here: a module imported twice has two.)
+    @property
+    def community(self) -> Community | None:
+        return self.get_cog("Community")  # type: ignore[return-value]
 
-        self.presenter = JobPresenter(self)
-        # Buttons encode their job in custom_id, so they keep working after a restart.
-        self.add_dynamic_items(*button_classes())
+    @property
+    def dreams(self) -> Dreams | None:
+        return self.get_cog("Dreams")  # type: ignore[return-value]
+
+    async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             try:
                 await self.load_extension(extension)
             except commands.ExtensionError:
                 # One broken cog must not take the others down.
                 log.exception("could not load %s", extension)
-        self.spawn(self._recover_after_ready())
 
     def spawn(self, coroutine) -> asyncio.Task:
         """A background task the bot keeps a reference to (and cancels on close)."""
@@ -90,11 +92,6 @@ class DreamBot(commands.Bot):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
-
-    async def _recover_after_ready(self) -> None:
-        await self.wait_until_ready()
-        assert self.presenter is not None
-        await self.presenter.recover()
 
     async def on_command_error(self, ctx: commands.Context, error: commands.CommandError) -> None:
         """Every failure becomes one line for the user; only unexpected ones reach the log."""

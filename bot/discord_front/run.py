@@ -10,10 +10,8 @@ import aiohttp
 
 from core.errors import InvalidParameter
 
-from ..executor import LocalProcessExecutor
-from ..service import DreamService
 from ..settings import Settings
-from ..store import Store
+from ..wiring import open_service
 from .client import DreamBot
 
 __all__ = ["run_bot"]
@@ -26,14 +24,8 @@ async def run_bot(settings: Settings, *, sync_commands: bool = False) -> int:
         raise InvalidParameter("DISCORD_TOKEN is not set; put it in the environment or a .env file (see the README)")
     token = settings.discord_token.get_secret_value()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    async with aiohttp.ClientSession() as session, Store.open(
-        settings.database_url, limits=settings.rate_limits, upgrade=True
-    ) as store, LocalProcessExecutor(
-        workers=settings.workers, device=settings.device, warm_models=(settings.dream_model,),
-            max_batch=settings.max_batch or None,
-    ) as executor:
-        service = DreamService(store=store, executor=executor, results_dir=settings.results_dir, prefix=settings.command_prefix)
-        bot = DreamBot(service=service, store=store, settings=settings, http_session=session)
+    async with aiohttp.ClientSession() as session, open_service(settings) as service:
+        bot = DreamBot(service=service, settings=settings, http_session=session)
         loop = asyncio.get_running_loop()
         closing: list[asyncio.Task] = []  # keeps the close task referenced until it ends
 
@@ -42,7 +34,7 @@ async def run_bot(settings: Settings, *, sync_commands: bool = False) -> int:
                 closing.append(asyncio.create_task(bot.close()))
 
         for sig in (signal.SIGTERM, signal.SIGINT):
-            # Closing the bot cancels running jobs' tasks; their records stay active and the next
+            # Closing the bot, then the workers, puts unfinished jobs back in the store; the next
             # start re-runs them, so a restart loses nothing.
             loop.add_signal_handler(sig, stop)
         try:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from ._devices import resolve_devices
-from .base import Executor, ProgressHandler
+from .base import Executor, ProgressHandler, QueuePlace
 from .errors import ExecutorClosed, ExecutorError, JobFailed, WorkerCrashed, WorkerStartFailed
 from .local import LocalProcessExecutor
 
 __all__ = [
     "Executor",
     "ProgressHandler",
+    "QueuePlace",
     "LocalProcessExecutor",
     "resolve_devices",
     "ExecutorError",

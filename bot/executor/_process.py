@@ -38,6 +38,7 @@ class WorkerProcess:
         warm_models: tuple[str, ...],
         num_threads: int,
         max_batch: int = 1,
+        runner_options: dict[str, Any] | None = None,
     ):
         self.device = device
         self.max_batch = max_batch
@@ -48,7 +49,7 @@ class WorkerProcess:
         self._process = ctx.Process(
             target=worker_main,
             name=name,
-            args=(runner_factory, device, warm_models, num_threads, self._task_reader, self._result_writer, self._cancel_flags),
+            args=(runner_factory, device, dict(runner_options or {}), warm_models, num_threads, self._task_reader, self._result_writer, self._cancel_flags),
             daemon=True,  # killed with the bot process should it exit without closing the executor
         )
         self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()

@@ -36,6 +36,7 @@ def load_factory(path: str) -> Callable[..., Any]:
 def worker_main(
     runner_factory: str,
     device: str,
+    runner_options: dict[str, Any],
     warm_models: tuple[str, ...],
     num_threads: int,
     tasks: Connection,
@@ -50,7 +51,7 @@ def worker_main(
         os.environ["OMP_NUM_THREADS"] = str(num_threads)
     try:
         try:
-            runner = load_factory(runner_factory)(device=device)
+            runner = load_factory(runner_factory)(device=device, **runner_options)
             if limit_threads and "torch" in sys.modules:
                 sys.modules["torch"].set_num_threads(num_threads)
             for name in warm_models:

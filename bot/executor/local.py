@@ -1,7 +1,7 @@
 """The default backend: a pool of long-lived worker processes on this machine, one per GPU or one on CPU.
 
-Each worker builds one runner and keeps its models warm across jobs. Jobs wait in one FIFO queue and
-go to whichever worker is idle. A worker that dies mid-job fails only that job (or batch) and is
+Each worker builds one runner and keeps its models warm across jobs. Jobs wait in one fair queue
+(round-robin across users and servers, see `_fair.FairQueue`) and go to whichever worker is idle. A worker that dies mid-job fails only that job (or batch) and is
 replaced; a running job is cancelled through a shared flag the runner polls at each step, and its
 worker is stopped and replaced if it does not stop within `cancel_grace` seconds.
 
@@ -9,6 +9,9 @@ Batching: when a worker takes a dream (without a guide) from the head of the que
 to `max_batch - 1` queued dreams with the same parameters (any seed and photo), and its runner's
 `run_batch` dreams those of one size in shared passes. Each job keeps its own progress, result and
 cancel flag; the jobs it passed over keep their order.
+
+Pricing: each finished job's stage timings feed a moving average of this machine's rates
+(`core.cost.RateMeter`), from which `predict` and `place` tell how long a job and its wait will take.
 """
 
 from __future__ import annotations
@@ -16,20 +19,21 @@ from __future__ import annotations
 import asyncio
 import enum
 import inspect
-import json
 import logging
+import time
 import multiprocessing
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from core.cost import RateMeter
 from core.errors import JobCancelled
 from core.jobs import JobResult, JobSpec, ProgressEvent
 
 from ._devices import resolve_devices, threads_per_worker
+from ._fair import FairQueue
 from ._process import WorkerProcess
 from ._wire import ErrorInfo
-from .base import ProgressHandler
+from .base import ProgressHandler, QueuePlace
 from .errors import ExecutorClosed, JobFailed, WorkerCrashed, WorkerStartFailed
 
 __all__ = ["LocalProcessExecutor"]
@@ -65,7 +69,11 @@ class _Job:
     worker: _Worker | None = None
     index: int = 0  # its place in the batch it was sent in: the index of its cancel flag
     cancel_requested: bool = False
-    batch_key: str | None = None  # jobs with equal keys may run as one batch; None: always alone
+    started_at: float | None = None  # time.monotonic() when a worker took it
+
+    @property
+    def batch_key(self) -> object:
+        return self.spec.batch_key  # jobs with equal keys may run as one batch; None: always alone
 
 
 @dataclass(eq=False)
@@ -86,8 +94,9 @@ class LocalProcessExecutor:
     """Runs jobs in `workers` spawned processes, each holding one runner built by `runner_factory`.
 
     workers: 0 for one per CUDA GPU (or one on CPU without a GPU); see `resolve_devices` for `device`.
-    runner_factory: "module:callable", called in each worker as `factory(device=...)`; the result needs
-        `warm(model_name)` and `run(spec, progress=, should_cancel=) -> JobResult` (core.runner.JobRunner).
+    runner_factory: "module:callable", called in each worker as `factory(device=..., **runner_options)`;
+        the result needs `warm(model_name)` and `run(spec, progress=, should_cancel=) -> JobResult`
+        (core.runner.JobRunner). runner_options: plain data, e.g. precision, allow_download, max_pixels.
     warm_models: models each worker loads before it reports ready.
     max_batch: the most jobs a worker runs as one batch, through the runner's
         `run_batch(specs, progresses, should_cancels, on_outcome=)` (a runner without it runs them one
@@ -107,6 +116,7 @@ class LocalProcessExecutor:
         max_batch: int | None = None,
         cancel_grace: float = 10.0,
         shutdown_timeout: float = 10.0,
+        runner_options: dict[str, Any] | None = None,
     ):
         if workers < 0:
             raise ValueError(f"workers must be 0 (automatic) or a positive count, not {workers}")
@@ -119,6 +129,7 @@ class LocalProcessExecutor:
         self._runner_factory = runner_factory
         self._warm_models = tuple(warm_models)
         self._max_batch = max_batch
+        self._runner_options = dict(runner_options or {})
         self._cancel_grace = cancel_grace
         self._shutdown_timeout = shutdown_timeout
         # Never fork: the bot process may hold threads (and torch may hold CUDA state) a fork would copy half-alive.
@@ -126,8 +137,11 @@ class LocalProcessExecutor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._num_threads = 1
         self._workers: list[_Worker] = []
-        self._jobs: dict[str, _Job] = {}
-        self._queue: deque[_Job] = deque()
+        self._jobs: dict[str, _Job] = {}  # unfinished jobs
+        self._handles: dict[str, _Job] = {}  # enqueued jobs whose `wait` has not returned yet, finished or not
+        self._queue: FairQueue[_Job] = FairQueue()
+        self._meter = RateMeter()
+        self._device_kind = "cpu"  # the device type whose rates price jobs: "cuda" once a GPU worker exists
         self._closing = False
         self._closed = asyncio.Event()
         self._broken: WorkerStartFailed | None = None  # set when no worker is left that could run a job
@@ -153,6 +167,7 @@ class LocalProcessExecutor:
             return
         self._loop = asyncio.get_running_loop()
         devices = resolve_devices(self._requested_workers, self._device)
+        self._device_kind = "cuda" if any(device.startswith("cuda") for device in devices) else "cpu"
         self._num_threads = threads_per_worker(len(devices))
         try:
             for slot, device in enumerate(devices):
@@ -175,8 +190,9 @@ class LocalProcessExecutor:
             return
         self._closing = True
         try:
-            while self._queue:
-                self._finish(self._queue.popleft(), ExecutorClosed(_CLOSED_JOB))
+            for job in self._queue.ordered():
+                self._queue.remove(job)
+                self._finish(job, ExecutorClosed(_CLOSED_JOB))
             for worker in self._workers:
                 self._cancel_timer(worker)
                 for job in worker.jobs.values():
@@ -202,12 +218,11 @@ class LocalProcessExecutor:
 
     # -- the Executor protocol -------------------------------------------------------------------
 
-    async def submit(self, job_id: str, spec: JobSpec, on_progress: ProgressHandler | None = None) -> JobResult:
-        """Queue `spec`, deliver its progress events to `on_progress` in order, and return its result.
+    def enqueue(self, job_id: str, spec: JobSpec, *, user: str = "", guild: str | None = None) -> None:
+        """Put `spec` in the fair queue at once, as `user` in `guild`; `wait` then follows it.
 
-        Raises the runner's DreamError (same class and message), `JobCancelled`, `WorkerCrashed`,
-        `ExecutorClosed`, `WorkerStartFailed` when no worker is left, or `JobFailed` for an
-        unexpected exception in the worker. Cancelling the awaiting task cancels the job.
+        Raises `ExecutorClosed`, `WorkerStartFailed` when no worker is left, or ValueError for an
+        id that is already queued or running.
         """
         if self._closing:
             raise ExecutorClosed(_CLOSED)
@@ -217,10 +232,22 @@ class LocalProcessExecutor:
             raise WorkerStartFailed(str(self._broken))
         if job_id in self._jobs:
             raise ValueError(f"job id {job_id!r} is already queued or running")
-        job = _Job(job_id, spec, batch_key=_batch_key(spec))
-        self._jobs[job_id] = job
-        self._queue.append(job)
+        job = _Job(job_id, spec)
+        self._jobs[job_id] = self._handles[job_id] = job
+        self._queue.push(job, user=user, guild=guild)
         self._dispatch()
+
+    async def wait(self, job_id: str, on_progress: ProgressHandler | None = None) -> JobResult:
+        """Deliver the progress events of an enqueued job to `on_progress` in order, and return its result.
+
+        The first event, stage "start", comes when a worker takes the job. Raises the runner's
+        DreamError (same class and message), `JobCancelled`, `WorkerCrashed`, `ExecutorClosed`,
+        `WorkerStartFailed` when no worker is left, or `JobFailed` for an unexpected exception in
+        the worker. Cancelling the awaiting task cancels the job.
+        """
+        job = self._handles.get(job_id)
+        if job is None:
+            raise KeyError(f"no job {job_id!r} is waiting to be followed; enqueue it first")
         try:
             while (event := await job.events.get()) is not None:
                 if on_progress is not None:
@@ -228,10 +255,41 @@ class LocalProcessExecutor:
         except asyncio.CancelledError:
             self._cancel(job)
             raise
+        finally:
+            if job.done:
+                self._handles.pop(job_id, None)
         if isinstance(job.outcome, BaseException):
             raise job.outcome
         assert job.outcome is not None, "a finished job always has an outcome; see _finish"
         return job.outcome
+
+    async def submit(
+        self, job_id: str, spec: JobSpec, on_progress: ProgressHandler | None = None, *, user: str = "", guild: str | None = None
+    ) -> JobResult:
+        """`enqueue` then `wait`: queue `spec`, deliver its progress events, and return its result."""
+        self.enqueue(job_id, spec, user=user, guild=guild)
+        return await self.wait(job_id, on_progress)
+
+    def predict(self, spec: JobSpec) -> float:
+        """Seconds `spec` should take on this executor's workers, from the rates measured so far."""
+        return self._meter.predict(spec.cost, self._device_kind) if spec.cost is not None else 0.0
+
+    def place(self, job_id: str) -> QueuePlace | None:
+        """Where an unfinished job stands: running, or its place in the fair order and the expected wait."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        now = time.monotonic()
+        running = [j for worker in self._workers for j in worker.jobs.values() if not j.done]
+        if job in running:
+            return QueuePlace(0, 0.0)
+        # Work still to do before this job can start, shared by the workers that will do it.
+        busy = sum(max(0.0, self.predict(j.spec) - (now - (j.started_at or now))) for j in running)
+        ahead = self._queue.ordered()
+        position = ahead.index(job)
+        busy += sum(self.predict(j.spec) for j in ahead[:position])
+        workers = max(1, sum(1 for worker in self._workers if worker.state is not _State.DEAD))
+        return QueuePlace(position + 1, busy / workers)
 
     async def cancel(self, job_id: str) -> bool:
         """See `Executor.cancel`. A job running in a batch whose other jobs go on is failed with
@@ -243,7 +301,7 @@ class LocalProcessExecutor:
         return True
 
     def queued(self) -> tuple[str, ...]:
-        return tuple(job.job_id for job in self._queue)
+        return tuple(job.job_id for job in self._queue.ordered())
 
     def running(self) -> tuple[str, ...]:
         return tuple(job.job_id for worker in self._workers for job in worker.jobs.values() if not job.done)
@@ -282,6 +340,7 @@ class LocalProcessExecutor:
             warm_models=self._warm_models,
             num_threads=self._num_threads,
             max_batch=self._max_batch if self._max_batch is not None else (AUTO_MAX_BATCH_CUDA if device.startswith("cuda") else 1),
+            runner_options=self._runner_options,
         )
         worker = _Worker(slot, proc)
         proc.start(
@@ -299,24 +358,12 @@ class LocalProcessExecutor:
             if not self._queue:
                 return
             if worker.state is _State.IDLE:
-                batch = self._take_batch(worker.proc.max_batch)
+                batch = self._queue.take_batch(worker.proc.max_batch, lambda job: job.batch_key)
                 worker.state, worker.jobs = _State.BUSY, {job.job_id: job for job in batch}
                 for index, job in enumerate(batch):
-                    job.worker, job.index = worker, index
+                    job.worker, job.index, job.started_at = worker, index, time.monotonic()
+                    job.events.put_nowait(ProgressEvent("start", 0, 1, 0.0))
                 worker.proc.send_batch([(job.job_id, job.spec) for job in batch])
-
-    def _take_batch(self, limit: int) -> list[_Job]:
-        """The head of the queue and up to `limit - 1` later jobs with its batch key; the rest keep their order."""
-        head = self._queue.popleft()
-        batch = [head]
-        if limit > 1 and head.batch_key is not None:
-            for job in list(self._queue):
-                if len(batch) >= limit:
-                    break
-                if job.batch_key == head.batch_key:
-                    self._queue.remove(job)
-                    batch.append(job)
-        return batch
 
     def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -340,6 +387,8 @@ class LocalProcessExecutor:
         if not job.done:
             # Once cancel() has said yes, the caller is told "cancelled" whatever the runner managed to do.
             outcome = message[2] if kind == "result" else _remote_error(message[2], job.job_id)
+            if isinstance(outcome, JobResult) and job.spec.cost is not None:
+                self._meter.observe(job.spec.cost, outcome.timings, self._device_kind)
             self._finish(job, JobCancelled(_CANCELLED_RUNNING) if job.cancel_requested else outcome)
         if worker.jobs:
             self._watch_cancel(worker)  # the rest of a batch may be all cancelled now
@@ -373,8 +422,9 @@ class LocalProcessExecutor:
         logger.error("worker %d could not start: %s", worker.slot, worker.start_failure)
         if all(other.state is _State.DEAD for other in self._workers):
             self._broken = worker.start_failure
-            while self._queue:
-                self._finish(self._queue.popleft(), WorkerStartFailed(str(worker.start_failure)))
+            for job in self._queue.ordered():
+                self._queue.remove(job)
+                self._finish(job, WorkerStartFailed(str(worker.start_failure)))
 
     def _cancel(self, job: _Job) -> None:
         if job.done:
@@ -425,6 +475,8 @@ class LocalProcessExecutor:
             return
         job.done, job.outcome = True, outcome
         self._jobs.pop(job.job_id, None)
+        if job.worker is not None:
+            self._queue.finished(job)  # its user's later jobs move up a round
         job.events.put_nowait(None)
 
     async def _wait_exited(self, timeout: float) -> None:
@@ -448,19 +500,6 @@ async def _report(on_progress: ProgressHandler, event: ProgressEvent, job_id: st
             await maybe
     except Exception:
         logger.exception("progress callback for job %s failed", job_id)
-
-
-def _batch_key(spec: JobSpec) -> str | None:
-    """Equal keys for jobs that may share a batch: dreams without a guide and with the same parameters.
-
-    The seed and photo may differ; the runner puts only photos of one fitted size in one pass.
-    """
-    if spec.kind != "dream" or spec.guide is not None:
-        return None
-    try:
-        return json.dumps([spec.kind, spec.params], sort_keys=True, default=repr)
-    except (TypeError, ValueError):  # keys of mixed types, a circular value: let it run alone
-        return None
 
 
 def _remote_error(info: ErrorInfo, job_id: str) -> BaseException:

@@ -60,6 +60,7 @@ def guild_settings_from_row(guild_id: str, row: GuildSettingsRow | None) -> Guil
         exempt_role_ids=tuple(str(r) for r in row.exempt_role_ids or ()),
         gallery_channel_id=row.gallery_channel_id,
         like_threshold=row.like_threshold,
+        max_job_seconds=row.max_job_seconds,
     )
 
 

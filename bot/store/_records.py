@@ -6,8 +6,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from core.jobs import JobSpec
-
 __all__ = [
     "RateLimits",
     "Admission",
@@ -74,16 +72,6 @@ class JobRecord:
     image: bytes | None = field(default=None, repr=False)
     guide: bytes | None = field(default=None, repr=False)
 
-    def to_spec(self) -> JobSpec:
-        """The JobSpec to (re-)submit; needs a record loaded with its inputs."""
-        return JobSpec(
-            kind=self.kind,  # type: ignore[arg-type]  # checked against JOB_KINDS when it was created
-            params=dict(self.params),
-            image=self.image,
-            guide=self.guide,
-            seed=self.seed,
-        )
-
 
 @dataclass(frozen=True)
 class GuildSettings:
@@ -96,6 +84,7 @@ class GuildSettings:
     exempt_role_ids: tuple[str, ...] = ()
     gallery_channel_id: str | None = None
     like_threshold: int | None = None
+    max_job_seconds: float | None = None  # None: the bot's MAX_JOB_SECONDS
 
     def limits(self, defaults: RateLimits) -> RateLimits:
         """`defaults` with this guild's overrides applied."""

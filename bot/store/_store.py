@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.jobs import JOB_KINDS, JobSpec
+from core.params import as_dict
 
 from . import _gcra
 from ._admission import (
@@ -51,6 +52,7 @@ _GUILD_FIELDS = {
     "exempt_role_ids",
     "gallery_channel_id",
     "like_threshold",
+    "max_job_seconds",
 }
 
 
@@ -187,7 +189,7 @@ class Store:
             guild_id=guild_id,
             channel_id=channel_id,
             kind=spec.kind,
-            params=dict(spec.params),
+            params=as_dict(spec.params),
             seed=spec.seed,
             image=spec.image,
             guide=spec.guide,

@@ -86,6 +86,8 @@ class GuildSettingsRow(Base):
     exempt_role_ids: Mapped[list[str]] = mapped_column(JSON, nullable=False)
     gallery_channel_id: Mapped[str | None] = mapped_column(String(64))
     like_threshold: Mapped[int | None] = mapped_column(Integer)
+    # Added in 0003: a lower cap than the bot's on one job's predicted seconds.
+    max_job_seconds: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 

@@ -1,6 +1,7 @@
 """Stand-ins for core.runner.JobRunner, imported by dotted name inside spawned executor workers.
 
-`FakeRunner.run` does what `spec.params` asks:
+Specs for them carry `FakeParams` (made directly, or by `fake_compile` in the service's place of
+core.spec.compile_job). `FakeRunner.run` does what `spec.params` asks:
     steps, sleep     emit `steps` progress events, sleeping `sleep` seconds before each (default 1, 0)
     crash_at         os._exit(1) just before that step, as a segfault or the OOM killer would
     fail             raise InvalidParameter(fail)
@@ -21,17 +22,37 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from core.errors import InvalidImage, InvalidParameter, JobCancelled, ModelUnavailable, UnknownModel
 from core.jobs import JobResult, JobSpec, ProgressEvent
 
-__all__ = ["FakeRunner", "UnwarmableRunner"]
+__all__ = ["FakeParams", "FakeRunner", "UnwarmableRunner", "fake_spec"]
+
+
+@dataclass(frozen=True)
+class FakeParams:
+    """What a fake job should do; frozen and hashable like real params, so equal ones batch."""
+
+    model: str = "fake"
+    steps: int = 1
+    sleep: float = 0.0
+    crash_at: int | None = None
+    fail: str | None = None
+    unknown_model: str | None = None
+    bug: str | None = None
+    ignore_cancel: bool = False
+
+
+def fake_spec(kind: str = "dream", *, seed: int = 0, image: bytes | None = None, guide: bytes | None = None, **params: Any) -> JobSpec:
+    return JobSpec(kind, FakeParams(**params), image=image, guide=guide, seed=seed)  # type: ignore[arg-type]
 
 
 class FakeRunner:
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", **options: Any):
         self.device = device
+        self.options = options  # what the executor passed on from Settings (precision, allow_download...)
         self.warmed: list[str] = []
         self.calls = 0
 
@@ -98,36 +119,53 @@ class FakeRunner:
         return outcomes
 
     def _result(self, spec: JobSpec, started: float, **extra: Any) -> JobResult:
-        metadata = {"pid": os.getpid(), "device": self.device, "warmed": list(self.warmed), "started": started,
+        metadata = {"pid": os.getpid(), "device": self.device, "options": self.options, "warmed": list(self.warmed), "started": started,
                     "finished": time.time(), "call": self.calls, "seed": spec.seed, **extra}
         return JobResult(b"ok:" + spec.kind.encode(), "image/png", metadata=metadata)
+
+
+def _get(params: Any, name: str) -> Any:
+    """A FakeParams field, or the default for real params (a recovered job is restored as real params)."""
+    return getattr(params, name, getattr(FakeParams, name))
 
 
 def _check(spec: JobSpec) -> None:
     params = spec.params
     if spec.image == b"not an image":
         raise InvalidImage("the file is not an image")
-    if "fail" in params:
-        raise InvalidParameter(params["fail"])
-    if "unknown_model" in params:
-        raise UnknownModel(params["unknown_model"], ["inception"])
-    if "bug" in params:
-        raise RuntimeError(params["bug"])
+    if _get(params, "fail") is not None:
+        raise InvalidParameter(_get(params, "fail"))
+    if _get(params, "unknown_model") is not None:
+        raise UnknownModel(_get(params, "unknown_model"), ["inception"])
+    if _get(params, "bug") is not None:
+        raise RuntimeError(_get(params, "bug"))
 
 
-def _steps(params: dict[str, Any], progress: list[Callable[[ProgressEvent], None] | None], cancelled: Callable[[], bool]) -> None:
-    steps = int(params.get("steps", 1))
+def _steps(params: Any, progress: list[Callable[[ProgressEvent], None] | None], cancelled: Callable[[], bool]) -> None:
+    steps = int(_get(params, "steps"))
     for step in range(1, steps + 1):
-        if params.get("crash_at") == step:
+        if _get(params, "crash_at") == step:
             os._exit(1)
-        time.sleep(float(params.get("sleep", 0.0)))
-        if cancelled() and not params.get("ignore_cancel"):
+        time.sleep(float(_get(params, "sleep")))
+        if cancelled() and not _get(params, "ignore_cancel"):
             raise JobCancelled("cancelled")
         for callback in progress:
             if callback is not None:
-                callback(ProgressEvent("step", step, steps))
+                callback(ProgressEvent("step", step, steps, step / steps))
 
 
 class UnwarmableRunner(FakeRunner):
     def warm(self, model_name: str) -> None:
         raise ModelUnavailable(f"weights for {model_name} cannot be found")
+
+
+def fake_compile(kind: str, options: dict[str, Any] | None = None, *, images: Sequence[bytes] = (), seed: Any = None) -> JobSpec:
+    """Stands in for core.spec.compile_job in service tests: the options become FakeParams, unpriced
+    (so the executor predicts 0 s and only the cap bounds the job's time)."""
+    image, guide = (list(images) + [None, None])[:2]
+    return fake_spec(kind, seed=int(seed or 0), image=image, guide=guide, **dict(options or {}))
+
+
+def fake_restore(kind: str, params: dict[str, Any], *, seed: int, image: bytes | None = None, guide: bytes | None = None) -> JobSpec:
+    """Stands in for core.spec.restore_job: a stored fake job back as FakeParams."""
+    return fake_spec(kind, seed=seed, image=image, guide=guide, **params)

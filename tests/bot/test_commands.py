@@ -4,23 +4,58 @@ import json
 
 import pytest
 
-from bot.commands import COMMANDS, HELP, JOB_COMMANDS, CommandError, Request, command_help, parse_command
-from core.params import as_dict, validate_params
+from bot.commands import COMMANDS, HELP, JOB_COMMANDS, CommandError, Request, command_help, parse_command, reproduce_command
+from core.errors import DreamError
+from core.params import as_dict
+from core.spec import compile_job
 
 
-def test_dream_options_resolve_to_the_full_parameter_set():
+def job_error(text: str) -> str:
+    """The one line a job command gets, from the parser or, for its values, from compile_job."""
+    try:
+        request = parse_command(text)
+        compile_job(request.name, request.params, seed=request.seed, images=[PHOTO] if request.name == "dream" else [])
+    except (CommandError, DreamError) as exc:
+        return str(exc)
+    raise AssertionError(f"{text!r} was accepted")
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48)).save(out, "PNG")
+    return out.getvalue()
+
+
+PHOTO = _png()
+
+
+def test_job_options_stay_as_typed_and_compile_to_the_full_parameter_set():
     request = parse_command("!dream layer:deep strength:2 octaves:4 model:googlenet seed:7")
-    assert request.name == "dream" and request.seed == 7 and request.args == ()
-    expected = as_dict(validate_params("dream", {"layer": "deep", "strength": 2, "octaves": 4, "model": "googlenet"}))
-    assert request.params == expected
-    assert request.params["steps"] == 10  # a default the user did not type is still recorded
-    assert "seed" not in request.params
-    json.dumps(request.params)  # stored as JSON
+    assert request.name == "dream" and request.seed == "7" and request.args == ()
+    assert request.params == {"layer": "deep", "strength": "2", "octaves": "4", "model": "googlenet"}
+    spec = compile_job(request.name, request.params, images=[PHOTO], seed=request.seed)
+    params = as_dict(spec.params)
+    assert spec.seed == 7 and params["layer"] == "inception4e" and params["strength"] == 2.0
+    assert params["steps"] == 10  # a default the user did not type is still recorded
+    json.dumps(params)  # stored as JSON
 
 
 def test_equals_sign_and_case_are_accepted():
-    assert parse_command("!Zoom frames=12 Zoom:1.1").params["frames"] == 12
-    assert parse_command("!zoom frames:12 zoom:1.1").params["zoom"] == pytest.approx(1.1)
+    assert parse_command("!Zoom frames=12 Zoom:1.1").params["frames"] == "12"
+    assert compile_job("zoom", parse_command("!zoom frames:12 zoom:1.1").params).params.zoom == pytest.approx(1.1)
+
+
+def test_the_reproduce_command_lists_what_differs_from_the_defaults():
+    spec = compile_job("dream", {"layer": "mid", "strength": "2", "steps": 10}, images=[PHOTO], seed=5)
+    assert reproduce_command(spec) == "!dream strength:2.0 seed:5"  # mid and 10 steps are the defaults
+    spec = compile_job("dream", {"model": "googlenet", "layer": "deep"}, images=[PHOTO], seed=5)
+    assert reproduce_command(spec, "?") == "?dream model:googlenet layer:inception4e seed:5"
+    spec = compile_job("visualize", {"target": "Anemone Fish", "size": 64}, seed=1)
+    assert reproduce_command(spec) == "!visualize anemone fish size:64 seed:1"
 
 
 @pytest.mark.parametrize(
@@ -89,15 +124,30 @@ def test_help_lines_use_the_prefix_and_list_options():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("!dreem", "unknown command 'dreem' (did you mean !dream?)"),
-        ("!visualise banana", "(did you mean !visualize?)"),
-        ("!xyzzy", "unknown command 'xyzzy'; try !help"),
         ("!dream strength:99", "strength must be between"),
         ("!dream strenght:2", "did you mean strength?"),
         ("!dream steps:many", "steps must be a whole number"),
         ("!dream seed:-1", "seed must be from 0 to 2147483647"),
         ("!dream seed:2147483648", "seed must be from 0"),
         ("!zoom seed:abc", "seed must be a whole number"),
+        ("!dream layer:blok8", "unknown layer 'blok8' for efficientnet-lite0; closest: block8"),
+        ("!dream model:googlenett", "closest: googlenet"),
+        ("!dream channel:500", "block8 has channels 0-111; got 500"),
+        ("!visualize xyzzy", "unknown class 'xyzzy'"),
+        ("!zoom layer:deepp", "closest: deep"),
+    ],
+)
+def test_job_values_are_checked_once_when_compiled(text, message):
+    line = job_error(text)
+    assert message in line and "\n" not in line
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("!dreem", "unknown command 'dreem' (did you mean !dream?)"),
+        ("!visualise banana", "(did you mean !visualize?)"),
+        ("!xyzzy", "unknown command 'xyzzy'; try !help"),
         ("!dream banana", "unexpected 'banana' for !dream"),
         ("!dream layer:deep layer:mid", "given twice"),
         ("!visualize target:banana fish", "not both"),

@@ -10,7 +10,7 @@ from PIL import Image
 from bot.console import run_console
 from bot.settings import load_settings
 from bot.store import Store
-from core.jobs import JobSpec
+from core.spec import compile_job
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ async def test_console_runs_jobs_and_denies_past_the_limit(settings, photo_path)
 
 async def test_console_reruns_jobs_left_unfinished_by_a_previous_run(settings, photo_bytes):
     async with Store.open(settings.database_url, upgrade=True) as store:
-        spec = JobSpec("dream", {"steps": 1, "octaves": 1, "max_side": 96}, image=photo_bytes("coffee.png"), seed=9)
+        spec = compile_job("dream", {"steps": 1, "octaves": 1, "max_side": 96}, images=[photo_bytes("coffee.png")], seed=9)
         job_id = await store.create_job(spec, user_id="console:you")
         await store.mark_running(job_id)  # the previous console died here
     lines = await _chat(settings)

@@ -22,6 +22,7 @@ from bot.executor import (
 )
 from core.errors import InvalidParameter, JobCancelled, ModelUnavailable, UnknownModel
 from core.jobs import JobSpec, ProgressEvent
+from tests.bot.fake_runners import fake_spec
 from tests.bot.waiting import LIMIT, until
 
 pytestmark = pytest.mark.timeout(30)
@@ -30,7 +31,7 @@ FAKE = "tests.bot.fake_runners:FakeRunner"
 
 
 def spec(**params: Any) -> JobSpec:
-    return JobSpec(kind="dream", params=params)
+    return fake_spec("dream", **params)
 
 
 def pool(workers: int = 1, **kwargs: Any) -> LocalProcessExecutor:
@@ -64,7 +65,8 @@ async def test_job_returns_result_and_progress_in_order(executor: LocalProcessEx
     assert result.data == b"ok:dream" and result.mime_type == "image/png"
     assert result.metadata["warmed"] == ["inception"] and result.metadata["device"] == "cpu"
     assert result.metadata["pid"] in executor.worker_pids()
-    assert [(e.stage, e.step, e.total) for e in events] == [("step", i, 5) for i in range(1, 6)]
+    # First "start" when a worker takes the job, then the runner's own events.
+    assert [(e.stage, e.step, e.total) for e in events] == [("start", 0, 1)] + [("step", i, 5) for i in range(1, 6)]
     assert executor.queued() == () and executor.running() == ()
 
 
@@ -79,7 +81,7 @@ async def test_async_progress_callback_is_awaited_in_order_and_its_errors_do_not
 
     async with asyncio.timeout(LIMIT):
         result = await executor.submit("a", spec(steps=4), on_progress)
-    assert steps == [1, 2, 3, 4] and result.data == b"ok:dream"
+    assert steps == [0, 1, 2, 3, 4] and result.data == b"ok:dream"  # 0: the "start" event
 
 
 async def test_two_workers_run_two_jobs_concurrently() -> None:

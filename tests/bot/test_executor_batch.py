@@ -12,6 +12,8 @@ from bot.executor import LocalProcessExecutor, WorkerCrashed
 from core.errors import InvalidImage, JobCancelled
 from core.images import decode_image
 from core.jobs import JobSpec, ProgressEvent
+from core.spec import compile_job
+from tests.bot.fake_runners import fake_spec
 from tests.bot.waiting import LIMIT, until
 
 pytestmark = pytest.mark.timeout(30)
@@ -20,7 +22,7 @@ FAKE = "tests.bot.fake_runners:FakeRunner"
 
 
 def dream(seed: int = 0, **params: Any) -> JobSpec:
-    return JobSpec(kind="dream", params=params, seed=seed)
+    return fake_spec("dream", seed=seed, **params)
 
 
 def pool(max_batch: int | None = 4, **kwargs: Any) -> LocalProcessExecutor:
@@ -60,7 +62,7 @@ async def test_compatible_queued_jobs_run_as_one_batch_each_with_its_own_result_
     assert [r.metadata["batch_size"] for r in results] == [4] * 4
     assert [r.metadata["seed"] for r in results] == [0, 1, 2, 3] and [r.metadata["batch_index"] for r in results] == [0, 1, 2, 3]
     for name in jobs:
-        assert [(e.step, e.total) for e in events[name]] == [(1, 3), (2, 3), (3, 3)]
+        assert [(e.stage, e.step, e.total) for e in events[name]] == [("start", 0, 1), ("step", 1, 3), ("step", 2, 3), ("step", 3, 3)]
 
 
 async def test_a_batch_takes_at_most_max_batch_jobs() -> None:
@@ -79,8 +81,8 @@ async def test_incompatible_jobs_are_not_batched_and_the_rest_keep_their_order()
         "a": dream(steps=2),
         "b": dream(steps=3),  # other params
         "c": dream(seed=1, steps=2),  # joins a
-        "d": JobSpec("visualize", {"steps": 2}),
-        "e": JobSpec("dream", {"steps": 2}, guide=b"guide"),  # a guide: always alone
+        "d": fake_spec("visualize", steps=2),
+        "e": fake_spec("dream", steps=2, guide=b"guide"),  # a guide: always alone
         "f": dream(seed=2, steps=2),  # joins a
         "g": dream(seed=3, steps=3),  # joins b
     }
@@ -100,7 +102,7 @@ async def test_incompatible_jobs_are_not_batched_and_the_rest_keep_their_order()
 async def test_a_bad_photo_fails_only_its_own_job_in_a_batch() -> None:
     async with asyncio.timeout(LIMIT), pool() as ex:
         release = await occupy(ex)
-        jobs = {"a": dream(seed=1), "bad": JobSpec("dream", {}, image=b"not an image", seed=2), "c": dream(seed=3)}
+        jobs = {"a": dream(seed=1), "bad": fake_spec("dream", image=b"not an image", seed=2), "c": dream(seed=3)}
         tasks = submit_all(ex, jobs)
         await until(lambda: len(ex.queued()) == 3, "three jobs queued")
         await release()
@@ -183,7 +185,7 @@ def test_max_batch_must_be_positive() -> None:
 
 async def test_the_real_runner_batches_tiny_dreams(photo_bytes) -> None:
     photo = photo_bytes("chelsea.png", (80, 60))
-    specs = [JobSpec("dream", {"steps": 1, "octaves": 1, "max_side": 64}, image=photo, seed=seed) for seed in range(4)]
+    specs = [compile_job("dream", {"steps": 1, "octaves": 1, "max_side": 64}, images=[photo], seed=seed) for seed in range(4)]
     ex = LocalProcessExecutor(workers=1, device="cpu", runner_factory="core.runner:JobRunner", warm_models=("efficientnet-lite0",),
                               max_batch=3, shutdown_timeout=5.0)
     async with asyncio.timeout(25), ex:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import pytest
@@ -14,6 +15,7 @@ from bot.store.models import Base
 
 TABLES_0001 = {"users", "guild_settings", "rate_limit_state", "jobs"}
 TABLES_0002 = TABLES_0001 | {"gallery_entries", "likes"}
+HEAD = "0003"  # 0003 adds a column only
 
 
 @pytest.fixture
@@ -39,8 +41,8 @@ def revision(path) -> str | None:
 
 def test_fresh_database_upgrades_to_head(db):
     upgrade(url_of(db))
-    assert head_revision() == "0002"
-    assert revision(db) == "0002" and tables(db) == TABLES_0002
+    assert head_revision() == HEAD
+    assert revision(db) == HEAD and tables(db) == TABLES_0002
 
 
 def test_orm_models_match_the_migrations_exactly(db):
@@ -63,7 +65,7 @@ def test_upgrade_from_the_older_revision_keeps_rows(db):
             "VALUES ('old-user', 'dream', '{\"layer\": \"deep\"}', 5, x'0102', 'queued', '2024-01-01 00:00:00')"
         )
     upgrade(url_of(db))
-    assert revision(db) == "0002" and tables(db) == TABLES_0002
+    assert revision(db) == HEAD and tables(db) == TABLES_0002
     with sqlite3.connect(db) as conn:
         row = conn.execute("SELECT user_id, seed, image, result_message_link FROM jobs").fetchone()
     assert row == ("old-user", 5, b"\x01\x02", None)
@@ -93,7 +95,7 @@ async def test_upgrade_is_idempotent(db):
     await upgrade_async(url_of(db))  # from a running event loop, through a worker thread
     async with Store.open(url_of(db), upgrade=True):
         pass
-    assert revision(db) == "0002" and tables(db) == TABLES_0002
+    assert revision(db) == HEAD and tables(db) == TABLES_0002
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT id FROM users").fetchall() == [("kept",)]
 
@@ -103,9 +105,30 @@ def test_downgrade_then_upgrade_again(db):
     command.downgrade(alembic_config(url_of(db)), "0001")
     assert revision(db) == "0001" and tables(db) == TABLES_0001
     upgrade(url_of(db))
-    assert revision(db) == "0002"
+    assert revision(db) == HEAD
 
 
 def test_plain_sqlite_url_is_given_the_async_driver(db):
     upgrade(f"sqlite:///{db}")
-    assert revision(db) == "0002"
+    assert revision(db) == HEAD
+
+
+async def test_the_time_cap_column_arrives_on_a_database_that_holds_jobs_and_settings(db):
+    await upgrade_async(url_of(db), "0002")
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO users (id, created_at) VALUES ('u', '2024-01-01 00:00:00')")
+        conn.execute(
+            "INSERT INTO jobs (user_id, kind, params, seed, status, created_at) "
+            "VALUES ('u', 'zoom', '{\"frames\": 3}', 3, 'queued', '2024-01-01 00:00:00')"
+        )
+        conn.execute("INSERT INTO guild_settings (guild_id, prefix, exempt_role_ids, updated_at) VALUES ('g', '?', '[]', '2024-01-01 00:00:00')")
+    async with Store.open(url_of(db), upgrade=True) as store:
+        assert revision(db) == HEAD
+        [job] = await store.jobs_to_recover()
+        assert (job.kind, job.params, job.seed) == ("zoom", {"frames": 3}, 3)
+        settings = await store.get_guild_settings("g")
+        assert settings.prefix == "?" and settings.max_job_seconds is None  # no cap of its own: the bot's applies
+        assert (await store.set_guild_settings("g", max_job_seconds=30)).max_job_seconds == 30
+    await asyncio.to_thread(command.downgrade, alembic_config(url_of(db)), "0002")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT prefix FROM guild_settings").fetchall() == [("?",)]

@@ -1,4 +1,4 @@
-"""The service between fronts and engine: admission, records, outcomes, shutdown and restart."""
+"""The service between fronts and engine: pricing, admission, the fair queue, time limits, outcomes, restart."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import asyncio
 import pytest
 
 from bot.commands import Request, parse_command
-from core.jobs import JobSpec
 from bot.executor import LocalProcessExecutor
 from bot.service import Accepted, Denied, DreamService, Requester
 from bot.store import RateLimits, Store
+from core.jobs import JobSpec
+from core.params import validate_params
+from tests.bot.fake_runners import fake_compile, fake_restore
+from tests.bot.waiting import LIMIT, until
 
 FAKE = "tests.bot.fake_runners:FakeRunner"
 ALICE = Requester("alice", guild_id="g1", channel_id="c1")
@@ -23,9 +26,24 @@ async def store(tmp_path):
 
 
 @pytest.fixture
-async def service(store, tmp_path):
-    async with LocalProcessExecutor(workers=1, runner_factory=FAKE) as executor:
-        yield DreamService(store=store, executor=executor, results_dir=tmp_path / "results")
+async def executor():
+    async with LocalProcessExecutor(workers=1, runner_factory=FAKE, cancel_grace=1.0, shutdown_timeout=2.0) as pool:
+        yield pool
+
+
+@pytest.fixture
+async def service(store, executor, tmp_path):
+    service = DreamService(store=store, executor=executor, results_dir=tmp_path / "results", compile=fake_compile, restore=fake_restore)
+    yield service
+    await service.close()
+
+
+@pytest.fixture
+async def real_service(store, executor, tmp_path):
+    """Real compile and pricing (core.spec), fake workers: what admission decides is the point here."""
+    service = DreamService(store=store, executor=executor, results_dir=tmp_path / "results")
+    yield service
+    await service.close()
 
 
 def job(**params) -> Request:
@@ -36,8 +54,9 @@ async def test_a_job_is_admitted_recorded_run_and_its_result_saved(service, stor
     admitted = await service.submit(job(steps=2), ALICE)
     assert isinstance(admitted, Accepted) and admitted.spec.seed == 3
     events = []
-    outcome = await service.run(admitted.job_id, admitted.spec, events.append)
+    outcome = await service.follow(admitted.job_id, events.append)
     assert outcome.status == "done" and [e.step for e in events] == [1, 2]
+    assert all(e.eta is not None and e.eta >= 0 for e in events), "every event carries an ETA"
     assert outcome.result_path.read_bytes() == b"ok:zoom"
     record = await store.get_job(admitted.job_id)
     assert record.status == "done" and record.result_location == str(outcome.result_path)
@@ -51,65 +70,156 @@ async def test_the_limit_denies_with_a_reason_and_nothing_is_recorded(service, s
     assert (await store.stats()).jobs == 2
 
 
+async def test_a_job_over_its_time_cap_is_refused_before_admission(real_service, store):
+    before = await store.quota("alice", "g1")
+    huge = parse_command("!zoom frames:240 size:1024 steps:50 octaves:6")
+    denied = await real_service.submit(huge, ALICE)
+    assert isinstance(denied, Denied)
+    assert denied.reason.startswith("this zoom would take about ") and "over the 2 min limit" in denied.reason
+    assert denied.reason.endswith("ask for fewer frames or a smaller size") and "\n" not in denied.reason
+    assert await store.quota("alice", "g1") == before, "a refused job spends no token"
+    assert (await store.stats()).jobs == 0, "and leaves no job row"
+    small = await real_service.submit(parse_command("!zoom frames:2 size:64 steps:1 octaves:1"), ALICE)
+    assert isinstance(small, Accepted) and 0 < small.predicted < 120
+
+
+async def test_a_server_cap_is_lower_and_exempt_roles_may_go_up_to_the_bots(real_service, store):
+    await real_service.update_guild_settings("g1", max_job_seconds=1, exempt_role_ids=["vip"])
+    medium = parse_command("!zoom frames:12 size:256")  # seconds on a CPU: over 1 s, under 2 min
+    denied = await real_service.submit(medium, ALICE)
+    assert isinstance(denied, Denied) and "over the 1 s limit" in denied.reason
+    assert isinstance(await real_service.submit(medium, Requester("vip-user", "g1", "c1", roles=("vip",))), Accepted)
+    with pytest.raises(ValueError, match="at most 120"):
+        await real_service.update_guild_settings("g1", max_job_seconds=500)
+
+
+async def test_a_typo_is_refused_with_a_suggestion_and_spends_nothing(real_service, store, photo_bytes):
+    before = await store.quota("alice", "g1")
+    denied = await real_service.submit(parse_command("!dream layer:blok8"), ALICE, images=[photo_bytes("chelsea.png", (64, 48))])
+    assert isinstance(denied, Denied)
+    assert denied.reason == "unknown layer 'blok8' for efficientnet-lite0; closest: block8, block9, block7; see !help dream"
+    assert await store.quota("alice", "g1") == before and (await store.stats()).jobs == 0
+    denied = await real_service.submit(parse_command("!dream"), ALICE, images=[b"not an image at all"])
+    assert isinstance(denied, Denied) and "not an image" in denied.reason and (await store.stats()).jobs == 0
+
+
+async def test_a_job_over_its_time_limit_is_stopped_and_the_next_one_runs(store, executor, tmp_path):
+    service = DreamService(store=store, executor=executor, results_dir=tmp_path / "r", compile=fake_compile, restore=fake_restore, max_job_seconds=1.0)
+    try:
+        slow = await service.submit(job(steps=200, sleep=0.05), ALICE)  # 10 s, predicted far less
+        after = await service.submit(job(steps=1), ALICE)
+        outcome = await asyncio.wait_for(service.follow(slow.job_id), LIMIT)
+        assert outcome.status == "failed" and "limit" in outcome.error and "\n" not in outcome.error
+        record = await store.get_job(slow.job_id)
+        assert record.status == "failed" and record.error == outcome.error
+        assert (await asyncio.wait_for(service.follow(after.job_id), LIMIT)).status == "done"
+    finally:
+        await service.close()
+
+
+async def test_jobs_are_served_round_robin_across_users(store, executor, tmp_path):
+    """A queues 2 jobs, C 2, B 1: B's job runs before C's second, not last."""
+    unlimited = RateLimits(user_burst=0, guild_jobs_per_hour=0, max_active_jobs=0)
+    store.limits = unlimited
+    service = DreamService(store=store, executor=executor, results_dir=tmp_path / "r", compile=fake_compile, restore=fake_restore)
+    finished: list[str] = []
+    try:
+        arrivals = [("A", 0.3), ("A", 0.1), ("C", 0.1), ("C", 0.1), ("B", 0.1)]
+        admitted = []
+        for user, sleep in arrivals:
+            accepted = await service.submit(job(steps=1, sleep=sleep), Requester(user, guild_id="g1"))
+            assert isinstance(accepted, Accepted)
+            admitted.append((user, accepted))
+        # Positions follow the fair order, counting the job just queued.
+        assert [a.position for _, a in admitted] == [0, 1, 1, 3, 2]  # 0: the idle worker took it at once
+
+        async def track(user: str, job_id: int) -> None:
+            await service.follow(job_id)
+            finished.append(f"{user}{job_id}")
+
+        await asyncio.wait_for(asyncio.gather(*(track(user, a.job_id) for user, a in admitted)), LIMIT)
+    finally:
+        await service.close()
+    assert finished == ["A1", "C3", "B5", "A2", "C4"]
+
+
+async def test_the_queue_counts_a_job_right_after_it_is_queued(service):
+    first = await service.submit(job(steps=40, sleep=0.05), ALICE)
+    second = await service.submit(job(steps=1), ALICE)
+    reply = await service.answer(parse_command("!queue"), ALICE)
+    lines = reply.splitlines()
+    assert lines[0] == "1 running, 1 waiting"  # the idle worker took the first job the moment it was queued
+    assert f"your job {first.job_id}: zoom, running" in lines
+    assert any(line.startswith(f"your job {second.job_id}: zoom, 1st in line, starts in about") for line in lines), reply
+    assert second.position == 1 and "1st in line" in second.summary
+    await service.follow(first.job_id)
+
+
 async def test_engine_errors_fail_only_their_job(service, store):
     bad = await service.submit(job(fail="strength must be between 0.05 and 10"), ALICE)
-    outcome = await service.run(bad.job_id, bad.spec)
+    outcome = await service.follow(bad.job_id)
     assert outcome.status == "failed" and outcome.error == "strength must be between 0.05 and 10"
     assert (await store.get_job(bad.job_id)).error == outcome.error
     good = await service.submit(job(), ALICE)
-    assert (await service.run(good.job_id, good.spec)).status == "done"
+    assert (await service.follow(good.job_id)).status == "done"
 
 
 async def test_a_crashed_worker_fails_its_job_and_the_next_one_runs(service, store):
     crash = await service.submit(job(steps=3, crash_at=2), ALICE)
-    outcome = await service.run(crash.job_id, crash.spec)
+    outcome = await service.follow(crash.job_id)
     assert outcome.status == "failed" and "stopped unexpectedly" in outcome.error
     assert (await store.get_job(crash.job_id)).status == "failed"
     after = await service.submit(job(), ALICE)
-    assert (await service.run(after.job_id, after.spec)).status == "done"
+    assert (await service.follow(after.job_id)).status == "done"
 
 
 async def test_cancel_by_command_stops_a_running_job(service, store):
     admitted = await service.submit(job(steps=50, sleep=0.1), ALICE)
-    running = asyncio.create_task(service.run(admitted.job_id, admitted.spec))
-    while not service.executor.running():
-        await asyncio.sleep(0.05)
+    await until(lambda: service.executor.running(), "the job to start")
     other = Requester("bob")
     assert "no job" in await service.answer(parse_command(f"!cancel {admitted.job_id}"), other)
     assert await service.answer(parse_command("!cancel"), ALICE) == f"job {admitted.job_id} cancelled"
-    outcome = await asyncio.wait_for(running, 30)
+    outcome = await asyncio.wait_for(service.follow(admitted.job_id), 30)
     assert outcome.status == "cancelled"
     assert (await store.get_job(admitted.job_id)).status == "cancelled"
 
 
 async def test_shutdown_puts_running_jobs_back_and_a_restart_runs_them(store, tmp_path):
     async with LocalProcessExecutor(workers=1, runner_factory=FAKE, shutdown_timeout=2) as executor:
-        service = DreamService(store=store, executor=executor, results_dir=tmp_path / "results")
+        service = DreamService(store=store, executor=executor, results_dir=tmp_path / "results", compile=fake_compile, restore=fake_restore)
         admitted = await service.submit(job(steps=100, sleep=0.1), ALICE)
-        running = asyncio.create_task(service.run(admitted.job_id, admitted.spec))
-        while not executor.running():
-            await asyncio.sleep(0.05)
-    outcome = await asyncio.wait_for(running, 30)
+        following = asyncio.create_task(service.follow(admitted.job_id))
+        await until(lambda: executor.running(), "the job to start")
+    outcome = await asyncio.wait_for(following, 30)
     assert outcome.status == "interrupted"
     assert (await store.get_job(admitted.job_id)).status == "queued"
 
     async with LocalProcessExecutor(workers=1, runner_factory=FAKE) as executor:
-        service = DreamService(store=store, executor=executor, results_dir=tmp_path / "results")
+        service = DreamService(store=store, executor=executor, results_dir=tmp_path / "results", compile=fake_compile, restore=fake_restore)
         recovered = await service.recover()
         assert [r.id for r in recovered] == [admitted.job_id]
-        fast = recovered[0].to_spec()
-        outcome = await service.run(admitted.job_id, type(fast)(fast.kind, {"steps": 1}, fast.image, fast.guide, fast.seed))
+        outcome = await asyncio.wait_for(service.follow(admitted.job_id), 30)
         assert outcome.status == "done"
 
 
-async def test_recovery_requeues_running_jobs_and_fails_jobs_without_input(service, store):
-    running = await service.submit(job(), ALICE)
-    await store.mark_running(running.job_id)  # as if the process died mid-job
-    lost = await store.create_job(JobSpec("dream"), user_id="carol")
-    recovered = await service.recover()
-    assert [r.id for r in recovered] == [running.job_id]
-    assert (await store.get_job(running.job_id)).status == "queued"
+async def test_closing_the_service_puts_its_jobs_back_for_the_next_start(service, store):
+    running = await service.submit(job(steps=100, sleep=0.05), ALICE)
+    waiting = await service.submit(job(steps=1), ALICE)
+    await until(lambda: service.executor.running(), "the job to start")
+    await service.close()
+    assert [(await store.get_job(j.job_id)).status for j in (running, waiting)] == ["queued", "queued"]
+    assert isinstance(await service.submit(job(), ALICE), Denied)
+
+
+async def test_recovery_requeues_running_jobs_and_fails_jobs_without_input(real_service, store):
+    spec = JobSpec("zoom", validate_params("zoom", {"frames": 1, "size": 64, "steps": 1, "octaves": 1}), seed=1)
+    running = await store.create_job(spec, user_id="alice")
+    await store.mark_running(running)  # as if the process died mid-job
+    lost = await store.create_job(JobSpec("dream", validate_params("dream")), user_id="carol")
+    recovered = await real_service.recover()
+    assert [r.id for r in recovered] == [running]
     assert "send it again" in (await store.get_job(lost)).error
+    assert (await asyncio.wait_for(real_service.follow(running), LIMIT)).status == "done"
 
 
 async def test_answers_are_one_clear_text(service):
@@ -118,3 +228,4 @@ async def test_answers_are_one_clear_text(service):
         assert reply and "Traceback" not in reply
     assert "unknown model" in await service.answer(parse_command("!layers nonet"), ALICE)
     assert "anemone fish (393)" in await service.answer(parse_command("!classes fish"), ALICE)
+    assert "jobs may take up to 2 min" in await service.answer(parse_command("!quota"), ALICE)

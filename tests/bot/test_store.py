@@ -7,6 +7,7 @@ import pytest
 
 from bot.store import NotFound, RateLimits, SchemaOutdated, Store
 from core.jobs import JobSpec
+from core.params import as_dict, params_from_dict, validate_params
 
 NOW = 1_700_000_000.0
 NO_LIMITS = RateLimits(user_burst=0, guild_jobs_per_hour=0, max_active_jobs=0)
@@ -18,7 +19,8 @@ def url(tmp_path):
 
 
 def spec(kind="dream", seed=1, image=b"\x89PNG fake"):
-    return JobSpec(kind=kind, params={"layer": "deep", "strength": 2.0}, image=image, seed=seed)
+    params = validate_params(kind, {"layer": "block13", "strength": 2.0} if kind != "visualize" else {"steps": 20})
+    return JobSpec(kind=kind, params=params, image=image, seed=seed)
 
 
 async def test_fifty_concurrent_admissions_admit_exactly_five(url):
@@ -148,7 +150,9 @@ async def test_job_lifecycle_and_recovery_after_restart(url):
         assert [job.id for job in recovered] == [a, c]
         job = recovered[0]
         assert (job.status, job.user_id, job.guild_id, job.channel_id) == ("running", "u1", "1", "2")
-        assert job.to_spec() == spec(seed=11)  # inputs are kept, so the job can run again
+        stored = spec(seed=11)  # inputs and params are kept, so the job can run again
+        assert (job.kind, job.params, job.seed, job.image) == ("dream", as_dict(stored.params), 11, stored.image)
+        assert params_from_dict(job.kind, job.params) == stored.params
         assert job.created_at.tzinfo is not None
         assert await store.finish_job(a, {"total": 2.0}, "results/a.png", result_message_link="https://x/1")
         assert not await store.fail_job(a, "too late")  # a finished job keeps its outcome
@@ -180,7 +184,7 @@ async def test_gallery_entries_and_likes_are_idempotent(url):
         assert [item.id for item in top] == [entries[2], entries[1]] and top[0].likes == 3
         recent = await store.gallery("g1", order="recent")
         assert [item.id for item in recent] == entries[::-1]
-        assert recent[-1].message_link == f"https://discord/{jobs[0]}" and recent[-1].params["layer"] == "deep"
+        assert recent[-1].message_link == f"https://discord/{jobs[0]}" and recent[-1].params["layer"] == "block13"
         assert await store.gallery("other") == []
         with pytest.raises(NotFound):
             await store.like(12345, "x")

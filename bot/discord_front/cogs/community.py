@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_NUMBERS = {"user_burst": int, "user_refill_seconds": float, "guild_jobs_per_hour": int, "max_active_jobs": int, "like_threshold": int}
+_NUMBERS = {"user_burst": int, "user_refill_seconds": float, "guild_jobs_per_hour": int, "max_active_jobs": int,
+            "like_threshold": int, "max_job_seconds": float}
 
 
 class Community(commands.Cog):
@@ -25,7 +26,7 @@ class Community(commands.Cog):
     @commands.guild_only()
     @commands.has_permissions(manage_guild=True)
     async def settings(self, ctx: commands.Context, *, options: str = "") -> None:
-        """Server admins: prefix:? user_burst:3 user_refill_seconds:60 guild_jobs_per_hour:30 max_active_jobs:2 exempt_role:@role gallery_channel:#ch like_threshold:5"""
+        """Server admins: prefix:? user_burst:3 user_refill_seconds:60 guild_jobs_per_hour:30 max_active_jobs:2 max_job_seconds:60 exempt_role:@role gallery_channel:#ch like_threshold:5"""
         assert ctx.guild is not None
         changes: dict[str, object] = {}
         try:
@@ -45,32 +46,33 @@ class Community(commands.Cog):
                     changes[key] = number
                 elif key == "exempt_role":
                     role = await commands.RoleConverter().convert(ctx, value)
-                    current = (await self.bot.store.get_guild_settings(str(ctx.guild.id))).exempt_role_ids
+                    current = (await self.bot.service.guild_settings(str(ctx.guild.id))).exempt_role_ids
                     changes["exempt_role_ids"] = tuple(dict.fromkeys(current + (str(role.id),)))
                 elif key == "gallery_channel":
                     channel = await commands.TextChannelConverter().convert(ctx, value)
                     changes["gallery_channel_id"] = str(channel.id)
                 else:
                     raise ValueError(f"unknown setting {key!r}; see {self.bot.prefix_in(ctx.guild)}help settings")
+            current = await self.bot.service.update_guild_settings(str(ctx.guild.id), **changes) if changes else \
+                await self.bot.service.guild_settings(str(ctx.guild.id))
         except (ValueError, commands.BadArgument) as exc:
             await ctx.send(str(exc).splitlines()[0])
             return
-        current = await self.bot.store.set_guild_settings(str(ctx.guild.id), **changes) if changes else \
-            await self.bot.store.get_guild_settings(str(ctx.guild.id))
         if "prefix" in changes:
             self.bot.prefixes[ctx.guild.id] = str(changes["prefix"])
-        limits = current.limits(self.bot.store.limits)
+        limits = self.bot.service.limits_of(current)
+        cap = current.max_job_seconds or self.bot.service.max_job_seconds
         await ctx.send(
             f"prefix {current.prefix or self.bot.settings.command_prefix}; per user {limits.user_burst} jobs, one more every "
             f"{limits.user_refill_seconds:g} s, {limits.max_active_jobs} at once; {limits.guild_jobs_per_hour} per hour "
-            f"for the server; exempt roles: {len(current.exempt_role_ids)}; gallery channel: "
+            f"for the server; jobs up to {cap:g} s; exempt roles: {len(current.exempt_role_ids)}; gallery channel: "
             f"{'<#' + current.gallery_channel_id + '>' if current.gallery_channel_id else 'none'}, "
             f"featured at {current.like_threshold or 'no'} likes"
         )
 
     async def maybe_feature(self, guild: discord.Guild, message: discord.Message, likes: int) -> None:
         """Repost a result to the gallery channel the moment it reaches the like threshold."""
-        settings = await self.bot.store.get_guild_settings(str(guild.id))
+        settings = await self.bot.service.guild_settings(str(guild.id))
         if not settings.gallery_channel_id or not settings.like_threshold or likes != settings.like_threshold:
             return
         channel = guild.get_channel(int(settings.gallery_channel_id))

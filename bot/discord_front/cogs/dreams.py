@@ -1,19 +1,48 @@
-"""!dream, !visualize and !zoom."""
+"""!dream, !visualize and !zoom, the buttons under their results, and re-running jobs after a restart.
+
+The cog gathers a job's inputs (options, attachments, a replied-to photo, CDN links), asks the
+service to compile, price and admit it, and hands the presenter the job to show. Buttons carry
+their job id in `custom_id` (DynamicItem), so they keep working after a restart.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import discord
 from discord.ext import commands
 
+from ...commands import CommandError, Request, parse_words, split_words
+from ...service import Accepted
+from ...store import JobRecord
+from ..attachments import ImageSource, InputRefused, check_attachment, download, find_image_urls
+from ..presenter import JobPresenter, Post, requester_of, upload_limit
+
 if TYPE_CHECKING:
     from ..client import DreamBot
+
+__all__ = ["Dreams", "result_view"]
+
+log = logging.getLogger(__name__)
+CONSOLE_USER_PREFIX = "console:"
 
 
 class Dreams(commands.Cog):
     def __init__(self, bot: DreamBot):
         self.bot = bot
+        self.presenter = JobPresenter(bot, result_view)
+
+    async def cog_load(self) -> None:
+        # Buttons encode their job in custom_id, so they keep working after a restart.
+        self.bot.add_dynamic_items(*_BUTTONS)
+        self.bot.spawn(self._recover_after_ready())
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(*_BUTTONS)
 
     @commands.hybrid_command(name="dream")
     async def dream(
@@ -28,12 +57,12 @@ class Dreams(commands.Cog):
         attachments = [a for a in (image, guide) if a is not None]
         if ctx.interaction is None:
             attachments = list(ctx.message.attachments)  # all of them, in the order they were attached
-        await self.bot.presenter.from_context(ctx, "dream", options, attachments)
+        await self._start(ctx, "dream", options, attachments)
 
     @commands.hybrid_command(name="visualize", aliases=["visualise"])
     async def visualize(self, ctx: commands.Context, *, target: str = "") -> None:
         """Render an ImageNet class from noise, e.g. !visualize anemone fish"""
-        await self.bot.presenter.from_context(ctx, "visualize", target, [])
+        await self._start(ctx, "visualize", target, [])
 
     @commands.hybrid_command(name="zoom")
     async def zoom(self, ctx: commands.Context, image: Optional[discord.Attachment] = None, *, options: str = "") -> None:
@@ -41,7 +70,217 @@ class Dreams(commands.Cog):
         attachments = [image] if image is not None else []
         if ctx.interaction is None:
             attachments = list(ctx.message.attachments)
-        await self.bot.presenter.from_context(ctx, "zoom", options, attachments)
+        await self._start(ctx, kind="zoom", options=options, attachments=attachments)
+
+    # -- from a command ------------------------------------------------------------------------------
+
+    async def _start(self, ctx: commands.Context, kind: str, options: str, attachments: list[discord.Attachment]) -> None:
+        bot = self.bot
+        prefix = bot.prefix_in(ctx.guild)
+        try:
+            rest, url_sources = find_image_urls(split_words(options) if options else [], bot.cdn_hosts)
+            request = parse_words(kind, rest, prefix, defaults={"model": bot.settings.dream_model})
+            sources = [check_attachment(a, bot.max_input_bytes) for a in attachments] + url_sources
+            if not sources and ctx.message.reference is not None:
+                sources = _sources_of_reply(ctx.message.reference.resolved)
+        except (CommandError, InputRefused) as exc:
+            await ctx.reply(str(exc), mention_author=False)
+            return
+        if (refused := bot.service.check(request)) is not None:
+            await ctx.reply(refused.reason, mention_author=False)  # before anything is downloaded
+            return
+        if kind == "dream" and not sources:
+            await ctx.reply(f"attach a photo (or reply to one, or give a Discord image link); e.g. {prefix}dream layer:deep",
+                            mention_author=False)
+            return
+        if ctx.interaction is not None:
+            await ctx.defer()  # downloading may take longer than an interaction's 3 s
+        try:
+            images = [await download(bot.http_session, s, max_bytes=bot.max_input_bytes) for s in sources]
+        except InputRefused as exc:
+            await ctx.send(str(exc))
+            return
+        admitted = await bot.service.submit(request, requester_of(ctx.author, ctx.channel), images=images)
+        if not isinstance(admitted, Accepted):
+            await ctx.send(f"⏳ {admitted.reason}")
+            return
+        ack = await ctx.send(self.presenter.queued_text(admitted))
+        reference = ctx.message if ctx.interaction is None else None
+
+        async def send(content: str, file: discord.File, view: discord.ui.View) -> discord.Message:
+            if reference is not None:
+                return await ctx.channel.send(content, file=file, view=view, reference=reference, mention_author=False)
+            return await ctx.send(content, file=file, view=view)
+
+        # A task the bot owns: closing the bot stops following; the job itself is the service's.
+        post = Post(ack, send, upload_limit(ctx.channel), ctx.author.id)
+        bot.spawn(self.presenter.follow(admitted.job_id, kind, post))
+
+    # -- from a button -------------------------------------------------------------------------------
+
+    async def again(self, interaction: discord.Interaction, record: JobRecord, *, deeper: bool) -> None:
+        """Re-roll a result with a new seed, or dream deeper on the result itself."""
+        if deeper:
+            if not record.result_location or not Path(record.result_location).is_file():
+                await interaction.response.send_message("that result is no longer stored, so I cannot dream deeper", ephemeral=True)
+                return
+            images = [await asyncio.to_thread(Path(record.result_location).read_bytes)]
+            params = dict(record.params) if record.kind == "dream" else {"model": record.params.get("model")}
+            request = Request("dream", params)
+        else:
+            images = [i for i in (record.image, record.guide) if i is not None]
+            request = Request(record.kind, dict(record.params))
+        admitted = await self.bot.service.submit(request, requester_of(interaction.user, interaction.channel), images=images)
+        if not isinstance(admitted, Accepted):
+            await interaction.response.send_message(f"⏳ {admitted.reason}", ephemeral=True)
+            return
+        await interaction.response.send_message(self.presenter.queued_text(admitted))
+        ack = await interaction.original_response()
+
+        async def send(content: str, file: discord.File, view: discord.ui.View) -> discord.Message:
+            return await interaction.followup.send(content, file=file, view=view, wait=True)
+
+        post = Post(ack, send, upload_limit(interaction.channel), interaction.user.id)
+        self.bot.spawn(self.presenter.follow(admitted.job_id, admitted.spec.kind, post))
+
+    async def like(self, interaction: discord.Interaction, job_id: int) -> None:
+        if interaction.guild is None or interaction.message is None:
+            await interaction.response.send_message("likes count on servers only", ephemeral=True)
+            return
+        liked = await self.bot.service.like(job_id, interaction.message.jump_url, channel_id=str(interaction.channel_id),
+                                            user_id=str(interaction.user.id))
+        text = f"⭐ liked ({liked.likes} likes)" if liked.added else f"you already liked this ({liked.likes} likes)"
+        await interaction.response.send_message(text, ephemeral=True)
+        community = self.bot.community
+        if liked.added and community is not None:
+            await community.maybe_feature(interaction.guild, interaction.message, liked.likes)
+
+    # -- after a restart -----------------------------------------------------------------------------
+
+    async def _recover_after_ready(self) -> None:
+        await self.bot.wait_until_ready()
+        for record in await self.bot.service.recover(_is_discord_job):
+            await self._rerun(record)
+
+    async def _rerun(self, record: JobRecord) -> None:
+        assert record.channel_id is not None, "_is_discord_job keeps only jobs with a channel"
+        channel = self.bot.get_channel(int(record.channel_id))
+        if channel is None:
+            try:
+                channel = await self.bot.fetch_channel(int(record.channel_id))
+            except discord.HTTPException:
+                await self.bot.service.give_up(record.id, "its channel is gone")
+                return
+        ack = await channel.send(f"🔁 <@{record.user_id}>, job #{record.id} ({record.kind}) was interrupted by a restart; running it again")
+
+        async def send(content: str, file: discord.File, view: discord.ui.View) -> discord.Message:
+            return await channel.send(content, file=file, view=view)
+
+        self.bot.spawn(self.presenter.follow(record.id, record.kind, Post(ack, send, upload_limit(channel), int(record.user_id))))
+
+
+def _is_discord_job(record: JobRecord) -> bool:
+    return not record.user_id.startswith(CONSOLE_USER_PREFIX) and record.channel_id is not None
+
+
+def _sources_of_reply(message: object) -> list[ImageSource]:
+    if not isinstance(message, discord.Message):
+        return []
+    return [ImageSource(a.url, a.filename, a.size, a.content_type) for a in message.attachments
+            if (a.content_type or "").startswith("image/")][:1]
+
+
+# -- buttons ---------------------------------------------------------------------------------------
+
+
+def result_view(job_id: int, kind: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(RerollButton(job_id))
+    if kind in ("dream", "visualize"):
+        view.add_item(DeeperButton(job_id))
+    view.add_item(LikeButton(job_id))
+    view.add_item(DeleteButton(job_id))
+    return view
+
+
+class _JobButton:
+    """Shared parts of the result buttons; each subclass is also a DynamicItem with a template."""
+
+    action = ""
+
+    def __init__(self, job_id: int, **button):
+        super().__init__(discord.ui.Button(custom_id=f"dream:{self.action}:{job_id}", **button))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /):
+        return cls(int(match["job"]))
+
+    @staticmethod
+    def _cog(interaction: discord.Interaction) -> Dreams:
+        cog = interaction.client.dreams  # type: ignore[attr-defined]
+        assert cog is not None, "the result buttons are registered by the Dreams cog, so it is loaded"
+        return cog
+
+    async def _record(self, interaction: discord.Interaction) -> JobRecord | None:
+        record = await self._cog(interaction).bot.service.job(self.job_id)
+        if record is None:
+            await interaction.response.send_message("that job is no longer known", ephemeral=True)
+        return record
+
+
+class RerollButton(_JobButton, discord.ui.DynamicItem[discord.ui.Button], template=r"dream:reroll:(?P<job>\d+)"):
+    action = "reroll"
+
+    def __init__(self, job_id: int):
+        super().__init__(job_id, label="Re-roll", emoji="🎲", style=discord.ButtonStyle.secondary)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        if (record := await self._record(interaction)) is not None:
+            await self._cog(interaction).again(interaction, record, deeper=False)
+
+
+class DeeperButton(_JobButton, discord.ui.DynamicItem[discord.ui.Button], template=r"dream:deeper:(?P<job>\d+)"):
+    action = "deeper"
+
+    def __init__(self, job_id: int):
+        super().__init__(job_id, label="Dream deeper", emoji="🌀", style=discord.ButtonStyle.primary)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        if (record := await self._record(interaction)) is not None:
+            await self._cog(interaction).again(interaction, record, deeper=True)
+
+
+class LikeButton(_JobButton, discord.ui.DynamicItem[discord.ui.Button], template=r"dream:like:(?P<job>\d+)"):
+    action = "like"
+
+    def __init__(self, job_id: int):
+        super().__init__(job_id, label="Like", emoji="⭐", style=discord.ButtonStyle.success)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await self._cog(interaction).like(interaction, self.job_id)
+
+
+class DeleteButton(_JobButton, discord.ui.DynamicItem[discord.ui.Button], template=r"dream:delete:(?P<job>\d+)"):
+    action = "delete"
+
+    def __init__(self, job_id: int):
+        super().__init__(job_id, label="Delete", emoji="🗑️", style=discord.ButtonStyle.danger)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        record = await self._record(interaction)
+        if record is None:
+            return
+        requester = requester_of(interaction.user, interaction.channel)
+        if record.user_id != requester.user_id and not requester.is_moderator:
+            await interaction.response.send_message("only the person who asked, or a moderator, can delete this", ephemeral=True)
+            return
+        await interaction.response.defer()
+        if interaction.message is not None:
+            await interaction.message.delete()
+
+
+_BUTTONS = (RerollButton, DeeperButton, LikeButton, DeleteButton)
 
 
 async def setup(bot: DreamBot) -> None:

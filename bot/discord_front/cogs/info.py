@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from discord.ext import commands
 
 from ...commands import CommandError, parse_command
-from ..jobs import requester_of
+from ..presenter import requester_of
 
 if TYPE_CHECKING:
     from ..client import DreamBot

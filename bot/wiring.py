@@ -1,0 +1,46 @@
+"""Start-up wiring shared by `dreambot console` and `dreambot run`: store, workers, service.
+
+One place opens the resources in order and closes them in reverse, so both fronts shut down the
+same way: the service stops its jobs and puts them back in the store for the next start, then the
+workers stop, then the store closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from .executor import LocalProcessExecutor
+from .service import DreamService
+from .settings import Settings
+from .store import Store
+
+__all__ = ["open_service", "build_executor"]
+
+
+def build_executor(settings: Settings) -> LocalProcessExecutor:
+    """The worker pool `settings` describe, with the runner options (precision, offline, pixel cap) they give."""
+    return LocalProcessExecutor(
+        workers=settings.workers,
+        device=settings.device,
+        warm_models=(settings.dream_model,),
+        max_batch=settings.max_batch or None,
+        runner_options=settings.runner_options,
+    )
+
+
+@asynccontextmanager
+async def open_service(settings: Settings) -> AsyncIterator[DreamService]:
+    """The store (migrated to head), warm workers and the service over them, closed on exit."""
+    settings.results_dir.mkdir(parents=True, exist_ok=True)
+    async with Store.open(settings.database_url, limits=settings.rate_limits, upgrade=True) as store:
+        executor = build_executor(settings)
+        service = DreamService(
+            store=store, executor=executor, results_dir=settings.results_dir,
+            prefix=settings.command_prefix, max_job_seconds=settings.max_job_seconds,
+        )
+        async with executor:
+            try:
+                yield service
+            finally:
+                await service.close()
