@@ -19,8 +19,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Speed against the naive loop, then the cost model's predictions against measured seconds.
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.cost_check
 
 # On a CUDA machine: the GPU figures (step ms at 1024, batched image-steps/s, whole dream), as JSON.
 bench-gpu: $(STAMP)

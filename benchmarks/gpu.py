@@ -36,7 +36,7 @@ from PIL import Image
 from benchmarks.run import NaiveNetwork, bf16_check, ensure_weights, naive_dream, photo, timed
 from core.dream import DreamSettings, StepGraphs, dream, dream_batch, tiled_gradient
 from core.images import to_tensor
-from core.jobs import JobSpec
+from core.spec import compile_job
 from core.models.registry import load_network
 from core.objectives import layer_objective
 from core.runner import JobRunner
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The whole job through the runner (its defaults: precision per model, graphs on CUDA).
     runner = JobRunner(str(device), allow_download=False)
-    spec = JobSpec("dream", {"model": MODEL, "layer": LAYER}, image=photo(size), seed=0)
+    spec = compile_job("dream", {"model": MODEL, "layer": LAYER}, images=[photo(size)], seed=0)
     runner.run(spec)
     results = [runner.run(spec) for _ in range(3)]
     report["job_1024"] = {

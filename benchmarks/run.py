@@ -54,6 +54,7 @@ from core.parameterization import fourier_image
 from core.params import validate_params
 from core.render import RenderSettings, render
 from core.runner import JobRunner
+from core.spec import compile_job
 from core.transforms import compose, standard_transforms
 from core.zoom import encode_gif, noise_image, zoom_step
 
@@ -178,7 +179,7 @@ class Case:
         self.typed = validate_params(self.kind, self.params)
 
     def spec(self) -> JobSpec:
-        return JobSpec(self.kind, self.params, image=self.image, seed=self.seed)
+        return compile_job(self.kind, self.params, images=[self.image] if self.image is not None else [], seed=self.seed)
 
 
 def naive_layer(case: Case) -> str:

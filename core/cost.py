@@ -29,9 +29,11 @@ __all__ = ["JobCost", "Rates", "DEFAULT_RATES", "BACKWARD_RATIO", "job_cost", "s
 # A gradient pass is a forward pass (recording the graph) plus a backward pass to the input only:
 # the weights are frozen, so no weight gradients are computed and the backward costs about one
 # forward, not two. Measured on efficientnet-lite0 (folded, channels-last) on a 2-core CPU:
-# (pass - plain forward) / plain forward = 1.3-1.45 at 256-512 px for block8 and logits
-# (benchmarks/cost_check.py --backward). Used for googlenet too.
-BACKWARD_RATIO = 1.4
+# (pass - plain forward) / plain forward = 1.15-1.45 over several runs at 256 and 512 px for
+# block8 and logits, about 1.3 typically (benchmarks/cost_check.py --backward). The extra over 1
+# is elementwise backward work (ReLU6, depthwise convolutions) that counts no multiply-adds.
+# Used for googlenet too.
+BACKWARD_RATIO = 1.3
 
 # Pixel work is counted in PNG-encode megapixels: one megapixel of `encode_image(..., "PNG")` of a
 # dreamt (detailed) image is 1. The weights below are the other operations' time relative to it,
@@ -93,13 +95,13 @@ DEFAULT_RATES: dict[str, Rates] = {
     # Fitted on a 2-core x86 CPU (torch using both threads) to 15 dreams, renders and zooms of
     # 96-1536 px on efficientnet-lite0, each the fastest of 3 runs; benchmarks/cost_check.py reports
     # the errors on 9 other jobs.
-    "cpu": Rates(gflops_per_second=64.0, seconds_per_pass=0.0038, megapixels_per_second=6.0, overhead_seconds=0.01),
+    "cpu": Rates(gflops_per_second=61.0, seconds_per_pass=0.0038, megapixels_per_second=6.0, overhead_seconds=0.01),
     # A GUESS, not a measurement: an H200-class GPU runs these convnets roughly 100-300x faster than
     # a 2-core CPU; the low end keeps early prices on the safe (long) side. A pass is bound by its
     # few hundred kernel launches (CUDA graphs cut that), and decoding and encoding stay on one CPU
     # core. Replace with measured values once benchmarks/cost_check.py has run on the GPU;
     # RateMeter corrects it from the first finished jobs either way.
-    "cuda": Rates(gflops_per_second=6400.0, seconds_per_pass=0.004, megapixels_per_second=6.0, overhead_seconds=0.05),
+    "cuda": Rates(gflops_per_second=6000.0, seconds_per_pass=0.004, megapixels_per_second=6.0, overhead_seconds=0.05),
 }
 
 

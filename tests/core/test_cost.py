@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from benchmarks.layer_flops import architecture_stages, count_stages
-from core.cost import DEFAULT_RATES, JobCost, RateMeter, Rates, job_cost, seconds, work_share
+from core.cost import BACKWARD_RATIO, DEFAULT_RATES, JobCost, RateMeter, Rates, job_cost, seconds, work_share
 from core.images import fit_longest_side
 from core.models.registry import MODELS
 from core.params import DreamParams, VisualizeParams, ZoomParams
@@ -74,7 +74,7 @@ def test_deeper_layers_cost_more():
 def test_tiling_adds_the_margins_overhead():
     one_tile = dream((512, 512), max_side=512, octaves=1, steps=1)
     assert one_tile.passes == 1
-    assert one_tile.network == pytest.approx(MODELS["efficientnet-lite0"].gflops_per_megapixel["block8"] * 2.4 * 0.262144, rel=0.05)
+    assert one_tile.network == pytest.approx(MODELS["efficientnet-lite0"].gflops_per_megapixel["block8"] * (1 + BACKWARD_RATIO) * 0.262144, rel=0.05)
     tiled = dream((2048, 2048), max_side=2048, octaves=1, steps=1)
     assert tiled.passes == 16
     # 16 tiles of 512 plus up to 64 px of context on each inner side: (2432 / 2048) ** 2 = 1.41 times the pixels.
