@@ -104,9 +104,9 @@ async def test_a_typo_is_refused_with_a_suggestion_and_spends_nothing(real_servi
 
 
 async def test_a_job_over_its_time_limit_is_stopped_and_the_next_one_runs(store, executor, tmp_path):
-    service = DreamService(store=store, executor=executor, results_dir=tmp_path / "r", compile=fake_compile, restore=fake_restore, max_job_seconds=1.0)
+    service = DreamService(store=store, executor=executor, results_dir=tmp_path / "r", compile=fake_compile, restore=fake_restore, max_job_seconds=3.0)
     try:
-        slow = await service.submit(job(steps=200, sleep=0.05), ALICE)  # 10 s, predicted far less
+        slow = await service.submit(job(steps=400, sleep=0.05), ALICE)  # 20 s, predicted far less
         after = await service.submit(job(steps=1), ALICE)
         outcome = await asyncio.wait_for(service.follow(slow.job_id), LIMIT)
         assert outcome.status == "failed" and "limit" in outcome.error and "\n" not in outcome.error
