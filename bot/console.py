@@ -96,6 +96,8 @@ class Console:
             meta, seconds = outcome.result.metadata, outcome.result.timings.get("total", 0.0)
             extra = f" ({meta['class_name']}, p={meta['probability']:.3f})" if "probability" in meta else ""
             self.say(f"job {job_id} done{extra}: {outcome.result_path} ({seconds:.1f} s)")
+        elif outcome.status == "done":
+            self.say(f"job {job_id} done: {outcome.result_path}")
         else:
             self.say(f"job {job_id} {outcome.status}: {outcome.error}")
 

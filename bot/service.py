@@ -174,9 +174,7 @@ class DreamService:
         """
         tracked = self._tracked.get(job_id)
         if tracked is None:
-            record = await self.store.get_job(job_id)
-            status = record.status if record else "missing"
-            return JobOutcome(job_id, "cancelled", error=f"job {job_id} is {status}, not running here")
+            return await self._recorded_outcome(job_id)
         if on_progress is not None:
             tracked.sinks.append(on_progress)
         try:
@@ -184,6 +182,17 @@ class DreamService:
         finally:
             if on_progress is not None and on_progress in tracked.sinks:
                 tracked.sinks.remove(on_progress)
+
+    async def _recorded_outcome(self, job_id: int) -> JobOutcome:
+        """How a job that is not running here ended, from the store (it may have ended before anyone followed it)."""
+        record = await self.store.get_job(job_id)
+        if record is None or record.status in ("queued", "running"):
+            status = record.status if record else "missing"
+            return JobOutcome(job_id, "cancelled", error=f"job {job_id} is {status}, not running here")
+        if record.status == "done":
+            path = Path(record.result_location) if record.result_location else None
+            return JobOutcome(job_id, "done", result_path=path, error=f"job {job_id} had finished already; its result is {path}")
+        return JobOutcome(job_id, record.status, error=record.error or f"job {job_id} was {record.status}")  # type: ignore[arg-type]
 
     async def cancel(self, job_id: int, requester: Requester) -> str:
         record = await self.store.get_job(job_id)
