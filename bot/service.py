@@ -24,12 +24,12 @@ from core.errors import DreamError, JobCancelled
 from core.jobs import JobResult, JobSpec, ProgressEvent
 from core.spec import check_options, compile_job, restore_job
 
-from .commands import CommandError, Request, command_help
+from .commands import Request, command_help
 from .executor import Executor, ExecutorClosed
 from .pricing import job_time_cap, over_cap_reason
 from .store import GuildSettings, JobRecord, LikeResult, NotFound, RateLimits, Store, wait_text
 
-__all__ = ["Requester", "Accepted", "Denied", "JobOutcome", "DreamService", "ProgressSink", "describe_error"]
+__all__ = ["Requester", "Accepted", "Denied", "JobOutcome", "DreamService", "ProgressSink"]
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class DreamService:
         if not admission.allowed:
             return Denied(admission.reason, admission.retry_after)
         assert admission.job_id is not None
-        self._start(admission.job_id, spec, requester.user_id, requester.guild_id, cap)
+        self._start(admission.job_id, spec, requester.user_id, requester.guild_id, cap, predicted)
         place = self.executor.place(str(admission.job_id))
         position, wait = (place.position, place.wait_seconds) if place is not None else (0, 0.0)
         return Accepted(admission.job_id, spec, predicted, position, wait)
@@ -225,7 +225,7 @@ class DreamService:
                 continue
             if record.status == "running":
                 await self.store.requeue_job(record.id)
-            self._start(record.id, spec, record.user_id, record.guild_id, self.max_job_seconds)
+            self._start(record.id, spec, record.user_id, record.guild_id, self.max_job_seconds, self.executor.predict(spec))
             records.append(record)
         return records
 
@@ -247,9 +247,9 @@ class DreamService:
         tasks = [t.task for t in self._tracked.values() if t.task is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _start(self, job_id: int, spec: JobSpec, user_id: str, guild_id: str | None, cap: float) -> None:
+    def _start(self, job_id: int, spec: JobSpec, user_id: str, guild_id: str | None, cap: float, predicted: float) -> None:
         loop = asyncio.get_running_loop()
-        tracked = _Tracked(spec, self.executor.predict(spec), cap, loop.create_future())
+        tracked = _Tracked(spec, predicted, cap, loop.create_future())
         self.executor.enqueue(str(job_id), spec, user=user_id, guild=guild_id)  # in the queue from this moment
         self._tracked[job_id] = tracked
         tracked.task = asyncio.create_task(self._drive(job_id, tracked), name=f"job-{job_id}")
@@ -474,10 +474,3 @@ def _eta(tracked: _Tracked, fraction: float) -> float | None:
 def _ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for a user from any exception a front might catch."""
-    if isinstance(exc, (CommandError, DreamError)):
-        return str(exc)
-    return "something went wrong on our side; the error was logged"

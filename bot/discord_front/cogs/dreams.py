@@ -17,6 +17,7 @@ import discord
 from discord.ext import commands
 
 from ...commands import CommandError, Request, parse_words, split_words
+from ...console import CONSOLE_USER_PREFIX
 from ...service import Accepted
 from ...store import JobRecord
 from ..attachments import ImageSource, InputRefused, check_attachment, download, find_image_urls
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["Dreams", "result_view"]
 
 log = logging.getLogger(__name__)
-CONSOLE_USER_PREFIX = "console:"
 
 
 class Dreams(commands.Cog):
