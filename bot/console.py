@@ -102,10 +102,16 @@ class Console:
             self.say(f"job {job_id} {outcome.status}: {outcome.error}")
 
     async def recover(self) -> None:
-        """Re-run this console's jobs that a previous run left unfinished."""
-        for record in await self.service.recover(_is_console_job):
-            self.say(f"job {record.id} ({record.kind}) was unfinished when the console stopped; running it again")
+        """Re-run console jobs that a stopped console left unfinished: now, and whenever one dies later."""
+        self._rerun(await self.service.recover(_is_console_job, on_adopted=self._rerun_later))
+
+    def _rerun(self, records: list[JobRecord]) -> None:
+        for record in records:
+            self.say(f"job {record.id} ({record.kind}) was unfinished when its console stopped; running it again")
             self._follow(record.id)
+
+    async def _rerun_later(self, records: list[JobRecord]) -> None:
+        self._rerun(records)
 
     async def drain(self) -> None:
         while self.tasks:

@@ -6,6 +6,11 @@ and queued at once in the executor's fair queue. `follow` then delivers its prog
 and its outcome. The service drives every job to its end whether or not a front follows it, stops
 a job that overruns its time limit, and is the only way a front reaches the store.
 Nothing here decodes images or runs a model: that happens in the executor's workers.
+
+Several bot processes may share one database. Each job is held by one process through a lease
+(`owner` and an expiry in the store) that a heartbeat renews; a process that dies stops renewing,
+and once its leases run out the others (or its own restart) adopt its unfinished jobs. Finishing
+checks the owner, so a job is never finished, hence never posted, by two processes.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +43,15 @@ log = logging.getLogger(__name__)
 ProgressSink = Callable[[ProgressEvent], Awaitable[None] | None]
 Compiler = Callable[..., JobSpec]  # core.spec.compile_job's signature
 Restorer = Callable[..., JobSpec]  # core.spec.restore_job's signature
+Adopter = Callable[[list[JobRecord]], Awaitable[None]]  # a front taking over jobs adopted from a dead process
+
+_STOPPING = "the bot is stopping; the job will run when it is back"
+_TAKEN_OVER = "another bot process took this job over after this one stalled; it posts the result"
+
+
+def process_owner_id() -> str:
+    """A name for this bot process in job leases: host, pid and a random tail (pids are reused)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,7 @@ class _Tracked:
     timer: asyncio.TimerHandle | None = None
     timed_out: bool = False
     shutting_down: bool = False
+    lost: bool = False  # the store says this process no longer holds it: cancelled elsewhere, or adopted
     task: asyncio.Task | None = None
 
 
@@ -102,7 +119,9 @@ class DreamService:
 
     max_job_seconds: the global cap on a job's predicted seconds (MAX_JOB_SECONDS); servers may
     set a lower one. compile, restore: `core.spec.compile_job` and `restore_job`, or stand-ins
-    with their signatures (tests).
+    with their signatures (tests). owner: this process's name in job leases (unique per process
+    start); heartbeat_seconds: how often it renews its leases (well under the store's lease_seconds)
+    and looks for jobs a dead process left behind.
     """
 
     def __init__(
@@ -115,7 +134,12 @@ class DreamService:
         max_job_seconds: float = 120.0,
         compile: Compiler = compile_job,
         restore: Restorer = restore_job,
+        owner: str | None = None,
+        heartbeat_seconds: float = 10.0,
     ):
+        if not 0 < heartbeat_seconds < store.lease_seconds:
+            raise ValueError(f"heartbeat_seconds ({heartbeat_seconds:g}) must be more than 0 and less than "
+                             f"the lease ({store.lease_seconds:g} s), or leases lapse between renewals")
         self.store = store
         self.executor = executor
         self.results_dir = Path(results_dir)
@@ -125,6 +149,10 @@ class DreamService:
         self.results_dir.mkdir(parents=True, exist_ok=True)
         self._tracked: dict[int, _Tracked] = {}
         self._closing = False
+        self.owner = owner or process_owner_id()
+        self.heartbeat_seconds = heartbeat_seconds
+        self._heartbeat: asyncio.Task | None = None
+        self._adopting: tuple[Callable[[JobRecord], bool], Adopter] | None = None
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -146,7 +174,8 @@ class DreamService:
         if predicted > cap:
             return Denied(over_cap_reason(spec, predicted, cap))
         admission = await self.store.admit_and_create_job(
-            spec, user_id=requester.user_id, guild_id=requester.guild_id, channel_id=requester.channel_id, roles=requester.roles,
+            spec, user_id=requester.user_id, guild_id=requester.guild_id, channel_id=requester.channel_id,
+            roles=requester.roles, owner=self.owner,
         )
         if not admission.allowed:
             return Denied(admission.reason, admission.retry_after)
@@ -204,43 +233,86 @@ class DreamService:
         await self.executor.cancel(str(job_id))
         return f"job {job_id} cancelled"
 
-    async def recover(self, owns: Callable[[JobRecord], bool] = lambda record: True) -> list[JobRecord]:
-        """Queue again the jobs a previous process left unfinished, for the front that `owns` them.
+    async def recover(self, owns: Callable[[JobRecord], bool] = lambda record: True, *,
+                      on_adopted: Adopter | None = None) -> list[JobRecord]:
+        """Adopt and queue again the unfinished jobs no live process holds, for the front that `owns` them.
 
-        The front then `follow`s each and tells its requester; jobs whose inputs are gone are failed
-        with a reason instead.
+        Only jobs whose lease has run out (or that were given back) are taken, so a job another
+        live process runs is left to it. The front then `follow`s each and tells its requester; jobs
+        whose inputs are gone are failed with a reason instead. With `on_adopted`, every heartbeat
+        also adopts jobs whose owner has died since (a crashed process, this one's previous run) and
+        hands them to it.
         """
-        records = []
-        for record in await self.store.jobs_to_recover():
-            if not owns(record):
+        if on_adopted is not None:
+            self._adopting = (owns, on_adopted)
+            self._keep_leases()
+        return await self._adopt_orphans(owns)
+
+    async def _adopt_orphans(self, owns: Callable[[JobRecord], bool]) -> list[JobRecord]:
+        adopted = []
+        for orphan in await self.store.orphaned_jobs():
+            if self._closing or not owns(orphan):
                 continue
+            record = await self.store.claim_job(orphan.id, self.owner)
+            if record is None:
+                continue  # another process adopted it first, or it ended meanwhile
             if record.kind == "dream" and record.image is None:
-                await self.store.fail_job(record.id, "its input was lost in a restart; please send it again")
+                await self.store.fail_job(record.id, "its input was lost in a restart; please send it again", owner=self.owner)
                 continue
             try:
                 spec = await asyncio.to_thread(self._restore, record.kind, record.params, seed=record.seed,
                                                image=record.image, guide=record.guide)
             except DreamError as exc:  # say, a model this version no longer has
-                await self.store.fail_job(record.id, f"it cannot run again after the restart: {exc}")
+                await self.store.fail_job(record.id, f"it cannot run again after the restart: {exc}", owner=self.owner)
                 continue
-            if record.status == "running":
-                await self.store.requeue_job(record.id)
             self._start(record.id, spec, record.user_id, record.guild_id, self.max_job_seconds, self.executor.predict(spec))
-            records.append(record)
-        return records
+            adopted.append(record)
+        return adopted
+
+    def _keep_leases(self) -> None:
+        if self._heartbeat is None and not self._closing:
+            self._heartbeat = asyncio.create_task(self._renew_forever(), name="lease-heartbeat")
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                await self._renew_once()
+            except Exception:  # the database may be briefly away: leases outlast a few missed beats
+                log.exception("lease heartbeat failed; trying again in %g s", self.heartbeat_seconds)
+
+    async def _renew_once(self) -> None:
+        """Renew this process's leases, stop jobs it no longer holds, and adopt newly orphaned ones."""
+        ids = list(self._tracked)
+        held = await self.store.renew_leases(self.owner, ids)
+        for job_id in ids:
+            tracked = self._tracked.get(job_id)
+            if job_id not in held and tracked is not None and not tracked.outcome.done():
+                tracked.lost = True
+                await self.executor.cancel(str(job_id))
+        if self._adopting is not None and not self._closing:
+            owns, on_adopted = self._adopting
+            adopted = await self._adopt_orphans(owns)
+            if adopted:
+                # The front may talk to Discord for a while; the next renewal must not wait for it.
+                handing_over = asyncio.create_task(on_adopted(adopted), name="hand-over-adopted-jobs")
+                handing_over.add_done_callback(_log_failure)
 
     async def give_up(self, job_id: int, reason: str) -> None:
         """Stop a job nobody can receive any more (its channel is gone) and record why."""
-        await self.store.fail_job(job_id, reason)
+        await self.store.fail_job(job_id, reason, owner=self.owner)
         await self.executor.cancel(str(job_id))
 
     async def close(self) -> None:
-        """Stop every job this process queued and put it back in the store, for the next start to run."""
+        """Stop every job this process queued and give it back in the store, for another process or the next start."""
         self._closing = True
         for job_id, tracked in list(self._tracked.items()):
             tracked.shutting_down = True
             await self.executor.cancel(str(job_id))
         await self.drain()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
 
     async def drain(self) -> None:
         """Wait until every job this process queued has been recorded (as ended, or put back)."""
@@ -253,12 +325,13 @@ class DreamService:
         self.executor.enqueue(str(job_id), spec, user=user_id, guild=guild_id)  # in the queue from this moment
         self._tracked[job_id] = tracked
         tracked.task = asyncio.create_task(self._drive(job_id, tracked), name=f"job-{job_id}")
+        self._keep_leases()
 
     async def _drive(self, job_id: int, tracked: _Tracked) -> None:
         try:
             outcome = await self._execute(job_id, tracked)
         except BaseException as exc:
-            outcome = JobOutcome(job_id, "interrupted", error="the bot is stopping; the job will run when it is back")
+            outcome = JobOutcome(job_id, "interrupted", error=_STOPPING)
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("job %s could not be recorded", job_id)
         finally:
@@ -282,31 +355,42 @@ class DreamService:
         try:
             result = await self.executor.wait(str(job_id), on_event)
         except ExecutorClosed:
-            # Shutting down: put the job back so the next start runs it; nothing is lost.
-            await self.store.requeue_job(job_id)
-            return JobOutcome(job_id, "interrupted", error="the bot is stopping; the job will run when it is back")
+            # Shutting down: give the job back so another process or the next start runs it; nothing is lost.
+            await self.store.release_job(job_id, self.owner)
+            return JobOutcome(job_id, "interrupted", error=_STOPPING)
         except JobCancelled:
             if tracked.shutting_down:
-                await self.store.requeue_job(job_id)
-                return JobOutcome(job_id, "interrupted", error="the bot is stopping; the job will run when it is back")
+                await self.store.release_job(job_id, self.owner)
+                return JobOutcome(job_id, "interrupted", error=_STOPPING)
+            if tracked.lost:
+                return await self._lost_outcome(job_id)
             if tracked.timed_out:
                 error = (f"stopped after {wait_text(time.monotonic() - (tracked.started or time.monotonic()))}: it ran far past "
                          f"its expected {wait_text(tracked.predicted)} and the {wait_text(tracked.cap)} limit")
-                await self.store.fail_job(job_id, error)
+                await self.store.fail_job(job_id, error, owner=self.owner)
                 return JobOutcome(job_id, "failed", error=error)
             await self.store.cancel_job(job_id)
             return JobOutcome(job_id, "cancelled", error=f"job {job_id} was cancelled")
         except DreamError as exc:
-            await self.store.fail_job(job_id, str(exc))
+            await self.store.fail_job(job_id, str(exc), owner=self.owner)
             return JobOutcome(job_id, "failed", error=str(exc))
         except Exception as exc:  # a bug, not the user's fault: log it, tell them briefly
             log.exception("job %s failed unexpectedly", job_id)
-            await self.store.fail_job(job_id, f"internal error ({type(exc).__name__})")
+            await self.store.fail_job(job_id, f"internal error ({type(exc).__name__})", owner=self.owner)
             return JobOutcome(job_id, "failed", error="something went wrong on our side; the error was logged")
         path = await asyncio.to_thread(self._save, job_id, result)
-        if not await self.store.finish_job(job_id, result.timings, str(path)):
-            return JobOutcome(job_id, "cancelled", error=f"job {job_id} was cancelled")
+        if not await self.store.finish_job(job_id, result.timings, str(path), owner=self.owner):
+            return await self._lost_outcome(job_id)
         return JobOutcome(job_id, "done", result=result, result_path=path, spec=tracked.spec)
+
+    async def _lost_outcome(self, job_id: int) -> JobOutcome:
+        """How a job this process no longer holds ended for it: cancelled (maybe from another process), or taken over."""
+        record = await self.store.get_job(job_id)
+        if record is None or record.status == "cancelled":
+            return JobOutcome(job_id, "cancelled", error=f"job {job_id} was cancelled")
+        if record.owner != self.owner:
+            return JobOutcome(job_id, "interrupted", error=_TAKEN_OVER)
+        return JobOutcome(job_id, "cancelled", error=f"job {job_id} is {record.status}")
 
     async def _on_start(self, job_id: int, tracked: _Tracked) -> None:
         tracked.started = time.monotonic()
@@ -314,8 +398,9 @@ class DreamService:
         # but within its cap is the prediction's fault, not the user's.
         limit = max(2 * tracked.predicted, tracked.cap)
         tracked.timer = asyncio.get_running_loop().call_later(limit, self._overrun, job_id, tracked)
-        if not await self.store.mark_running(job_id):
-            await self.executor.cancel(str(job_id))  # cancelled (or ended) meanwhile
+        if not await self.store.mark_running(job_id, owner=self.owner):
+            tracked.lost = True  # cancelled (or ended, or adopted elsewhere) meanwhile
+            await self.executor.cancel(str(job_id))
 
     def _overrun(self, job_id: int, tracked: _Tracked) -> None:
         log.warning("job %s ran past its time limit; stopping it", job_id)
@@ -457,6 +542,11 @@ class DreamService:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(s.jobs_by_kind.items())) or "none yet"
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(s.jobs_by_status.items())) or "none yet"
         return f"{s.jobs} jobs ({kinds}; {statuses}) by {s.users} users; {s.gallery_entries} in the gallery, {s.likes} likes"
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("handing adopted jobs to the front failed", exc_info=task.exception())
 
 
 def _eta(tracked: _Tracked, fraction: float) -> float | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     offline: bool = False
     max_input_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1_000_000)
+    # Several bot processes on one database: each holds its jobs through a lease it renews every
+    # heartbeat; a dead process's jobs are adopted by the others once its leases run out.
+    lease_seconds: float = Field(30.0, gt=0)
+    heartbeat_seconds: float = Field(10.0, gt=0)
 
     @field_validator("device", mode="before")
     @classmethod
@@ -61,6 +65,13 @@ class Settings(BaseSettings):
         except ArgumentError:
             raise ValueError("not a database URL, e.g. sqlite+aiosqlite:///dreambot.db") from None
         return value
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.heartbeat_seconds >= self.lease_seconds / 2:
+            raise ValueError(f"HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}) must be under half of LEASE_SECONDS "
+                             f"({self.lease_seconds:g}), so one missed beat does not cost a process its jobs")
+        return self
 
     @property
     def runner_options(self) -> dict[str, Any]:
@@ -113,6 +124,8 @@ def _describe(error: Any) -> str:
         what = str(ctx.get("error", error["msg"]))
     else:
         what = error["msg"][0].lower() + error["msg"][1:]
+    if not error["loc"]:  # a rule across fields: its message names them, and the input holds secrets
+        return what
     # Never echo a secret back, even a malformed one; a database URL may carry a password.
     shown = "" if name in ("DISCORD_TOKEN", "DATABASE_URL") or got is None else f" (got {got!r})"
     return f"{name}: {what}{shown}"

@@ -33,11 +33,13 @@ def build_executor(settings: Settings) -> LocalProcessExecutor:
 async def open_service(settings: Settings) -> AsyncIterator[DreamService]:
     """The store (migrated to head), warm workers and the service over them, closed on exit."""
     settings.results_dir.mkdir(parents=True, exist_ok=True)
-    async with Store.open(settings.database_url, limits=settings.rate_limits, upgrade=True) as store:
+    async with Store.open(settings.database_url, limits=settings.rate_limits, upgrade=True,
+                          lease_seconds=settings.lease_seconds) as store:
         executor = build_executor(settings)
         service = DreamService(
             store=store, executor=executor, results_dir=settings.results_dir,
             prefix=settings.command_prefix, max_job_seconds=settings.max_job_seconds,
+            heartbeat_seconds=settings.heartbeat_seconds,
         )
         async with executor:
             try:

@@ -21,7 +21,7 @@ from ._records import (
     Stats,
     StoreError,
 )
-from ._store import Store
+from ._store import DEFAULT_LEASE_SECONDS, Store
 from .migrate import upgrade, upgrade_async
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "SchemaOutdated",
     "Stats",
     "Store",
+    "DEFAULT_LEASE_SECONDS",
     "StoreError",
     "async_url",
     "upgrade",

@@ -68,7 +68,9 @@ class JobRecord:
     timings: dict[str, float] | None
     result_location: str | None
     result_message_link: str | None
-    # Inputs are loaded by get_job and jobs_to_recover only; listings leave them None.
+    owner: str | None = None  # the bot process holding it while queued or running (see Store.claim_job)
+    lease_expires_at: float | None = None  # epoch seconds; past it, another process may adopt the job
+    # Inputs are loaded by get_job, jobs_to_recover and claim_job only; listings leave them None.
     image: bytes | None = field(default=None, repr=False)
     guide: bytes | None = field(default=None, repr=False)
 

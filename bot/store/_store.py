@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.jobs import JOB_KINDS, JobSpec
@@ -41,7 +41,10 @@ from ._sql import insert_ignore
 from .migrate import current_revision, head_revision, upgrade_async
 from .models import GalleryEntry, GuildSettingsRow, Job, Like, User, utcnow
 
-__all__ = ["Store"]
+__all__ = ["Store", "DEFAULT_LEASE_SECONDS"]
+
+# How long a process's hold on a job lasts unless renewed; its owner renews well before (service heartbeat).
+DEFAULT_LEASE_SECONDS = 30.0
 
 _GUILD_FIELDS = {
     "prefix",
@@ -63,16 +66,23 @@ class Store:
     (BEGIN IMMEDIATE on SQLite), so decisions that read then write are atomic across processes.
     """
 
-    def __init__(self, engine: AsyncEngine, limits: RateLimits | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, limits: RateLimits | None = None, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.engine = engine
         self.limits = limits or RateLimits()
+        self.lease_seconds = lease_seconds
         self._read = async_sessionmaker(engine, expire_on_commit=False)
         self._write = async_sessionmaker(write_engine(engine), expire_on_commit=False)
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, url: str, *, limits: RateLimits | None = None, upgrade: bool = False, **engine_kwargs: Any
+        cls,
+        url: str,
+        *,
+        limits: RateLimits | None = None,
+        upgrade: bool = False,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        **engine_kwargs: Any,
     ) -> AsyncIterator[Store]:
         """Create the engine for `url`, optionally migrate to head, and dispose of it on exit.
 
@@ -90,7 +100,7 @@ class Store:
                         f"database schema is at revision {current or 'none'}, this code needs {head}; "
                         "run the migrations (Store.open(url, upgrade=True))"
                     )
-            yield cls(engine, limits)
+            yield cls(engine, limits, lease_seconds=lease_seconds)
         finally:
             await engine.dispose()
 
@@ -121,18 +131,21 @@ class Store:
         guild_id: str | None = None,
         channel_id: str | None = None,
         roles: Iterable[str] = (),
+        owner: str | None = None,
         now: float | None = None,
     ) -> Admission:
         """`admit` and, when allowed, `create_job` in the same transaction; the job id is in `.job_id`.
 
         Doing both at once keeps the active-job cap exact: no other admission can slip in between
-        counting the user's jobs and adding this one.
+        counting the user's jobs and adding this one. With `owner`, that process holds the job's
+        lease from the start.
         """
+        now = _now(now)
         async with self._writing() as session:
-            admission = await admit_locked(session, str(user_id), _opt_str(guild_id), roles, _now(now), self.limits)
+            admission = await admit_locked(session, str(user_id), _opt_str(guild_id), roles, now, self.limits)
             if not admission.allowed:
                 return admission
-            job_id = await self._insert_job(session, spec, str(user_id), _opt_str(guild_id), _opt_str(channel_id))
+            job_id = await self._insert_job(session, spec, str(user_id), _opt_str(guild_id), _opt_str(channel_id), owner, now)
             return Admission(True, 0.0, admission.reason, job_id)
 
     async def quota(
@@ -172,14 +185,27 @@ class Store:
     # -- jobs ---------------------------------------------------------------------------------
 
     async def create_job(
-        self, spec: JobSpec, *, user_id: str, guild_id: str | None = None, channel_id: str | None = None
+        self,
+        spec: JobSpec,
+        *,
+        user_id: str,
+        guild_id: str | None = None,
+        channel_id: str | None = None,
+        owner: str | None = None,
     ) -> int:
         """Record a queued job without any limit check (use admit_and_create_job for user requests)."""
         async with self._writing() as session:
-            return await self._insert_job(session, spec, str(user_id), _opt_str(guild_id), _opt_str(channel_id))
+            return await self._insert_job(session, spec, str(user_id), _opt_str(guild_id), _opt_str(channel_id), owner, _now(None))
 
     async def _insert_job(
-        self, session: AsyncSession, spec: JobSpec, user_id: str, guild_id: str | None, channel_id: str | None
+        self,
+        session: AsyncSession,
+        spec: JobSpec,
+        user_id: str,
+        guild_id: str | None,
+        channel_id: str | None,
+        owner: str | None,
+        now: float,
     ) -> int:
         if spec.kind not in JOB_KINDS:
             raise ValueError(f"unknown job kind {spec.kind!r}; expected one of {', '.join(JOB_KINDS)}")
@@ -195,18 +221,21 @@ class Store:
             guide=spec.guide,
             status="queued",
             created_at=utcnow(),
+            owner=owner,
+            lease_expires_at=now + self.lease_seconds if owner is not None else None,
         )
         session.add(job)
         await session.flush()
         return job.id
 
-    async def mark_running(self, job_id: int) -> bool:
-        """queued -> running; False when the job is no longer queued (e.g. cancelled meanwhile)."""
-        return await self._transition(job_id, ("queued",), status="running", started_at=utcnow())
+    async def mark_running(self, job_id: int, *, owner: str | None = None) -> bool:
+        """queued -> running; False when the job is no longer queued (e.g. cancelled meanwhile) or,
+        with `owner`, no longer held by that process."""
+        return await self._transition(job_id, ("queued",), owner, status="running", started_at=utcnow())
 
     async def requeue_job(self, job_id: int) -> bool:
         """running -> queued, for a job whose process stopped before it ended (restart recovery)."""
-        return await self._transition(job_id, ("running",), status="queued", started_at=None)
+        return await self._transition(job_id, ("running",), None, status="queued", started_at=None)
 
     async def finish_job(
         self,
@@ -215,11 +244,14 @@ class Store:
         result_location: str | None = None,
         *,
         result_message_link: str | None = None,
+        owner: str | None = None,
     ) -> bool:
-        """-> done; False when the job was cancelled or had already ended (its outcome is kept)."""
+        """-> done; False when the job was cancelled or had already ended (its outcome is kept) or,
+        with `owner`, another process holds it now: a job is finished, hence posted, once."""
         return await self._transition(
             job_id,
             ACTIVE_STATUSES,
+            owner,
             status="done",
             finished_at=utcnow(),
             timings=dict(timings or {}),
@@ -227,9 +259,10 @@ class Store:
             result_message_link=result_message_link,
         )
 
-    async def fail_job(self, job_id: int, error: str) -> bool:
-        """-> failed with a one-line `error`; False when the job had already ended."""
-        return await self._transition(job_id, ACTIVE_STATUSES, status="failed", finished_at=utcnow(), error=error)
+    async def fail_job(self, job_id: int, error: str, *, owner: str | None = None) -> bool:
+        """-> failed with a one-line `error`; False when the job had already ended or, with `owner`,
+        another process holds it now."""
+        return await self._transition(job_id, ACTIVE_STATUSES, owner, status="failed", finished_at=utcnow(), error=error)
 
     async def cancel_job(self, job_id: int, user_id: str | None = None) -> bool:
         """-> cancelled. True when it was queued or running (the caller then stops the executor's
@@ -252,11 +285,58 @@ class Store:
         async with self._writing() as session:
             await session.execute(update(Job).where(Job.id == job_id).values(result_message_link=link))
 
-    async def _transition(self, job_id: int, from_statuses: Sequence[str], **values: Any) -> bool:
-        # One conditional UPDATE: the status check and the change cannot interleave with a cancel.
+    async def _transition(self, job_id: int, from_statuses: Sequence[str], held_by: str | None, **values: Any) -> bool:
+        # One conditional UPDATE: the status (and owner) check and the change cannot interleave with
+        # a cancel or another process adopting the job.
         async with self._writing() as session:
-            query = update(Job).where(Job.id == job_id, Job.status.in_(from_statuses)).values(**values)
-            return (await session.execute(query)).rowcount == 1
+            query = update(Job).where(Job.id == job_id, Job.status.in_(from_statuses))
+            if held_by is not None:
+                query = query.where(Job.owner == held_by)
+            return (await session.execute(query.values(**values))).rowcount == 1
+
+    # -- leases: which bot process holds an unfinished job ---------------------------------------
+
+    async def renew_leases(self, owner: str, job_ids: Iterable[int], *, now: float | None = None) -> set[int]:
+        """Extend `owner`'s lease on these jobs; returns the ids it still holds.
+
+        A job missing from the answer has ended (say, cancelled from another process) or was adopted
+        by another process after this one's lease lapsed: its owner must stop it and not post it.
+        """
+        ids = sorted(set(job_ids))
+        if not ids:
+            return set()
+        held = (Job.owner == owner, Job.status.in_(ACTIVE_STATUSES), Job.id.in_(ids))
+        async with self._writing() as session:
+            await session.execute(update(Job).where(*held).values(lease_expires_at=_now(now) + self.lease_seconds))
+            return set((await session.scalars(select(Job.id).where(*held))).all())
+
+    async def release_job(self, job_id: int, owner: str) -> bool:
+        """Put an unfinished job back in the queue, held by nobody, so any process may run it at once
+        (a process that stops cleanly gives its jobs back instead of letting their leases run out)."""
+        return await self._transition(
+            job_id, ACTIVE_STATUSES, owner, status="queued", started_at=None, owner=None, lease_expires_at=None
+        )
+
+    async def orphaned_jobs(self, *, now: float | None = None) -> list[JobRecord]:
+        """Queued and running jobs nobody holds (no owner, or a lease past its expiry), oldest first; inputs not loaded."""
+        query = select(*_RECORD_COLUMNS).where(Job.status.in_(ACTIVE_STATUSES), _orphaned(_now(now)))
+        async with self._reading() as session:
+            return [JobRecord(**row._asdict()) for row in await session.execute(query.order_by(Job.id))]
+
+    async def claim_job(self, job_id: int, owner: str, *, now: float | None = None) -> JobRecord | None:
+        """Adopt an orphaned job for `owner`, back in the queued state; None when it is not orphaned
+        (another process adopted it first, or it ended). Returns it with its inputs, to run again."""
+        now = _now(now)
+        async with self._writing() as session:
+            query = update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES), _orphaned(now))
+            claimed = await session.execute(
+                query.values(owner=owner, lease_expires_at=now + self.lease_seconds, status="queued", started_at=None)
+            )
+            if claimed.rowcount != 1:
+                return None
+            job = await session.get(Job, job_id)
+            assert job is not None, "a job just updated exists"
+            return _job_record(job, inputs=True)
 
     async def get_job(self, job_id: int) -> JobRecord | None:
         async with self._reading() as session:
@@ -413,6 +493,7 @@ _RECORD_COLUMNS = [
     for name in (
         "id", "user_id", "guild_id", "channel_id", "kind", "params", "seed", "status", "error",
         "created_at", "started_at", "finished_at", "timings", "result_location", "result_message_link",
+        "owner", "lease_expires_at",
     )
 ]  # fmt: skip
 
@@ -436,6 +517,11 @@ def _gallery_item(entry: GalleryEntry) -> GalleryItem:
         likes=entry.likes,
         created_at=entry.created_at,
     )
+
+
+def _orphaned(now: float) -> Any:
+    """SQL condition: no process holds the job (never held, released, or its lease has run out)."""
+    return or_(Job.owner.is_(None), Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
 
 
 def _now(now: float | None) -> float:

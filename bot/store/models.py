@@ -108,6 +108,7 @@ class Job(Base):
         Index("ix_jobs_user_id_status", "user_id", "status"),
         Index("ix_jobs_status_id", "status", "id"),
         Index("ix_jobs_guild_id", "guild_id"),
+        Index("ix_jobs_owner", "owner"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -129,6 +130,10 @@ class Job(Base):
     result_location: Mapped[str | None] = mapped_column(Text)
     # Added in 0002: the link of the message that carries the result.
     result_message_link: Mapped[str | None] = mapped_column(Text)
+    # Added in 0004: the bot process that holds this queued or running job, and until when (epoch
+    # seconds) unless it renews the lease. NULL owner or a past expiry: any process may adopt it.
+    owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
 
 
 class GalleryEntry(Base):

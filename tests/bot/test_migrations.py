@@ -15,7 +15,7 @@ from bot.store.models import Base
 
 TABLES_0001 = {"users", "guild_settings", "rate_limit_state", "jobs"}
 TABLES_0002 = TABLES_0001 | {"gallery_entries", "likes"}
-HEAD = "0003"  # 0003 adds a column only
+HEAD = "0004"  # 0003 and 0004 add columns only
 
 
 @pytest.fixture

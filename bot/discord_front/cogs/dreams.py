@@ -159,7 +159,11 @@ class Dreams(commands.Cog):
 
     async def _recover_after_ready(self) -> None:
         await self.bot.wait_until_ready()
-        for record in await self.bot.service.recover(_is_discord_job):
+        await self._rerun_all(await self.bot.service.recover(_is_discord_job, on_adopted=self._rerun_all))
+
+    async def _rerun_all(self, records: list[JobRecord]) -> None:
+        # Called at start and whenever the service adopts jobs whose process died since.
+        for record in records:
             await self._rerun(record)
 
     async def _rerun(self, record: JobRecord) -> None:
