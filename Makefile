@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-gpu venv clean
+.PHONY: demo test bench bench-gpu soak venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,8 @@ bench-gpu: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-out out
+
+# Many tiny jobs through two bot processes on one database, with workers and bots killed (SIGKILL);
+# prints the counts. A reduced size runs inside `make test` (tests/bot/test_soak.py).
+soak: $(STAMP)
+	$(PY) -m tests.soak --jobs 300 --worker-kills 30 --bot-kills 3

@@ -1,7 +1,8 @@
-"""The worker process: build one runner, warm its models, then run jobs (or batches of jobs) until told to stop.
+"""A worker's side: build one runner, warm its models, then run jobs (or batches of jobs) until told to stop.
 
-This is the only code of the executor that runs in the child. It is started with the "spawn" method,
-so it imports everything afresh and shares no threads or CUDA state with the bot process.
+This is the only code of the executor that runs away from the bot: in a process started with the
+"spawn" method (`worker_main`, so it imports everything afresh and shares no threads or CUDA state
+with the bot process), or in a thread of a Ray actor (`serve`, through `_ray_actor`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from core.jobs import JobResult, JobSpec, ProgressEvent
 
 from ._wire import BatchTask, ErrorInfo
 
-__all__ = ["worker_main", "load_factory"]
+__all__ = ["worker_main", "serve", "load_factory"]
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -43,8 +44,30 @@ def worker_main(
     results: Connection,
     cancel_flags: Any,  # shared bytes (multiprocessing RawArray): the parent sets flag i to stop job i of a batch
 ) -> None:
+    """The worker process's entry point: `serve` over the two pipes."""
     # Ctrl-C in a terminal reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    serve(runner_factory, device, runner_options, warm_models, num_threads, tasks, results, cancel_flags)
+
+
+def serve(
+    runner_factory: str,
+    device: str,
+    runner_options: dict[str, Any],
+    warm_models: tuple[str, ...],
+    num_threads: int,
+    tasks: Any,
+    results: Any,
+    cancel_flags: Any,
+) -> None:
+    """Build the runner, report ("ready",) or ("start_failed", ...), then run tasks until None comes.
+
+    tasks: `recv()` returns the next task of `_wire` (or None), raising EOFError once the bot is gone.
+    results: `send(message)` pickles the message before delivering it, raising BrokenPipeError once
+        the bot is gone.
+    cancel_flags: `cancel_flags[i]` is true once job i of the current task should stop.
+    """
     limit_threads = not any(name in os.environ for name in _THREAD_VARIABLES)  # an explicit setting wins
     if limit_threads:
         # Read by torch's thread pools when torch is imported, which may happen lazily inside the runner.
@@ -68,6 +91,27 @@ def worker_main(
                 _run_job(runner, job_id, spec, results, _flag(cancel_flags, 0))
     except (EOFError, BrokenPipeError):
         return  # the bot process went away: nobody is left to report to
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the bot process dies, even by SIGKILL.
+
+    Otherwise an orphaned worker would finish its job for nobody while another bot process, having
+    adopted the job once the dead one's lease ran out, runs it again. (Linux sends the signal when
+    the spawning thread ends: the event loop's, which lives as long as the bot.) Elsewhere the
+    worker still exits when it next reads its closed pipe.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _flag(cancel_flags: Any, index: int) -> Callable[[], bool]:

@@ -1,0 +1,29 @@
+"""`python -m tests.soak [--jobs N --worker-kills K --bot-kills B --database-url URL]`: run the soak, print its counts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from .orchestrator import soak
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__)
+    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--worker-kills", type=int, default=30)
+    parser.add_argument("--bot-kills", type=int, default=3)
+    parser.add_argument("--database-url", default=None, help="default: a new SQLite file in the work folder")
+    parser.add_argument("--workdir", type=Path, default=None, help="default: a new temporary folder")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    report = asyncio.run(soak(jobs=args.jobs, worker_kills=args.worker_kills, bot_kills=args.bot_kills,
+                              database_url=args.database_url, workdir=args.workdir, seed=args.seed))
+    print("\n".join(report.lines()))
+    return 1 if report.problems() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
