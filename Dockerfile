@@ -19,7 +19,8 @@ COPY core ./core
 COPY bot ./bot
 COPY migrations ./migrations
 # Editable install: the Alembic migrations are read from /app/migrations beside the packages.
-RUN pip install -e . && mkdir -p /data "$TORCH_HOME/hub/checkpoints"
+# The postgres extra (asyncpg) lets DATABASE_URL point at PostgreSQL instead of the SQLite file.
+RUN pip install -e '.[postgres]' && mkdir -p /data "$TORCH_HOME/hub/checkpoints"
 COPY weights/ /opt/torch/hub/checkpoints/
 
 RUN useradd --create-home dreambot && chown -R dreambot /data

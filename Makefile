@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-gpu soak venv clean
+.PHONY: demo test bench bench-gpu soak venv clean postgres
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m bot.demo
 
-test: $(STAMP)
+# The store's tests also run on PostgreSQL, on a throwaway server they start themselves; this
+# installs the server programs (Debian package postgresql) when missing. `demo` needs none of it.
+postgres:
+	sh scripts/ensure-postgres.sh
+
+test: $(STAMP) postgres
 	$(PY) -m pytest -q
 
 # Speed against the naive loop, then the cost model's predictions against measured seconds.

@@ -493,7 +493,8 @@ class DreamService:
         for job in mine:
             place = self.executor.place(str(job.id))
             if place is None:
-                where = "waiting for a restarted bot to pick it up"
+                where = ("in another bot process's queue" if job.owner is not None and job.owner != self.owner
+                         else "waiting for a bot process to pick it up")
             elif place.position == 0:
                 where = "running"
             else:

@@ -1,4 +1,5 @@
-"""Shared fixtures: real photos from scikit-image's bundled data folder, and one warm runner."""
+"""Shared fixtures: real photos from scikit-image's bundled data folder, one warm runner, and an
+empty database of each kind the store supports (SQLite, and PostgreSQL on a throwaway server)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 import pytest
 import skimage
 from PIL import Image
+
+from tests.pg_server import PostgresServer
 
 PHOTOS = Path(skimage.__file__).parent / "data"
 
@@ -44,3 +47,18 @@ def runner():
 @pytest.fixture(scope="session")
 def lite0(runner):
     return runner.network("efficientnet-lite0")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session, started on first use (so SQLite-only runs never start it)."""
+    with PostgresServer.running() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """An empty database as an async SQLAlchemy URL: each test that takes it runs once per database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres_server").create_database()

@@ -385,10 +385,12 @@ class Store:
         if changes.get("gallery_channel_id") is not None:
             changes["gallery_channel_id"] = str(changes["gallery_channel_id"])
         async with self._writing() as session:
-            row = await session.get(GuildSettingsRow, str(guild_id))
-            if row is None:
-                row = GuildSettingsRow(guild_id=str(guild_id), exempt_role_ids=[])
-                session.add(row)
+            # Create-if-missing then lock: two first-time changes of one guild on PostgreSQL would
+            # otherwise both insert its row, and the second would fail on the primary key.
+            defaults = {"guild_id": str(guild_id), "exempt_role_ids": [], "updated_at": utcnow()}
+            await insert_ignore(session, GuildSettingsRow.__table__, defaults)
+            row = await session.get(GuildSettingsRow, str(guild_id), with_for_update=True)
+            assert row is not None, "the row was just inserted or already existed"
             for name, value in changes.items():
                 setattr(row, name, value)
             row.updated_at = utcnow()

@@ -23,8 +23,8 @@ LEASE = 30.0
 
 
 @pytest.fixture
-def url(tmp_path):
-    return f"sqlite+aiosqlite:///{tmp_path / 'leases.db'}"
+def url(database_url):
+    return database_url  # every test here runs on SQLite and on PostgreSQL
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+from typing import Any
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from bot.store import Store, upgrade, upgrade_async
 from bot.store.migrate import alembic_config, head_revision
@@ -17,69 +19,87 @@ TABLES_0001 = {"users", "guild_settings", "rate_limit_state", "jobs"}
 TABLES_0002 = TABLES_0001 | {"gallery_entries", "likes"}
 HEAD = "0004"  # 0003 and 0004 add columns only
 
+# Rows written by an older version of the bot. Noon, so the date is the same in any time zone.
+OLD_TIME = "'2024-01-01 12:00:00'"
+
 
 @pytest.fixture
-def db(tmp_path):
-    return tmp_path / "migrate.db"
+def db(database_url):
+    # Every migration runs on SQLite and on PostgreSQL (see tests/conftest.py).
+    return database_url
 
 
-def url_of(path):
-    return f"sqlite+aiosqlite:///{path}"
+async def run_sql(url: str, *statements: str, **params: Any) -> list[tuple]:
+    """Run raw statements in one transaction, as an older bot would have; the last one's rows."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            for statement in statements:
+                result = await conn.execute(text(statement), params)
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        await engine.dispose()
 
 
-def tables(path) -> set[str]:
-    with sqlite3.connect(path) as conn:
-        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return names - {"alembic_version", "sqlite_sequence"}
+async def inspect_db(url: str) -> tuple[str | None, set[str]]:
+    """(the revision stamped in the database, its tables other than Alembic's and SQLite's own)."""
+    engine = create_async_engine(url, poolclass=NullPool)
+
+    def look(sync_conn) -> tuple[str | None, set[str]]:
+        names = set(inspect(sync_conn).get_table_names()) - {"alembic_version", "sqlite_sequence"}
+        return MigrationContext.configure(sync_conn).get_current_revision(), names
+
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(look)
+    finally:
+        await engine.dispose()
 
 
-def revision(path) -> str | None:
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-    return rows[0][0] if rows else None
+def insert_old_job(kind: str, params: str, seed: int, *, user: str = "u", with_image: bool = False) -> list[str]:
+    image_column, image_value = (", image", ", :image") if with_image else ("", "")
+    return [
+        f"INSERT INTO users (id, created_at) VALUES ('{user}', {OLD_TIME})",
+        f"INSERT INTO jobs (user_id, kind, params, seed{image_column}, status, created_at) "
+        f"VALUES ('{user}', '{kind}', '{params}', {seed}{image_value}, 'queued', {OLD_TIME})",
+    ]
 
 
 def test_fresh_database_upgrades_to_head(db):
-    upgrade(url_of(db))
+    upgrade(db)
     assert head_revision() == HEAD
-    assert revision(db) == HEAD and tables(db) == TABLES_0002
+    assert asyncio.run(inspect_db(db)) == (HEAD, TABLES_0002)
 
 
-def test_orm_models_match_the_migrations_exactly(db):
-    upgrade(url_of(db))
-    engine = create_engine(f"sqlite:///{db}")
-    with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
-        diff = compare_metadata(context, Base.metadata)
-    engine.dispose()
+async def test_orm_models_match_the_migrations_exactly(db):
+    await upgrade_async(db)
+    engine = create_async_engine(db, poolclass=NullPool)
+
+    def differences(sync_conn) -> list:
+        context = MigrationContext.configure(sync_conn, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+    async with engine.connect() as conn:
+        diff = await conn.run_sync(differences)
+    await engine.dispose()
     assert diff == []
 
 
-def test_upgrade_from_the_older_revision_keeps_rows(db):
-    upgrade(url_of(db), "0001")
-    assert revision(db) == "0001" and tables(db) == TABLES_0001
-    with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO users (id, created_at) VALUES ('old-user', '2024-01-01 00:00:00')")
-        conn.execute(
-            "INSERT INTO jobs (user_id, kind, params, seed, image, status, created_at) "
-            "VALUES ('old-user', 'dream', '{\"layer\": \"deep\"}', 5, x'0102', 'queued', '2024-01-01 00:00:00')"
-        )
-    upgrade(url_of(db))
-    assert revision(db) == HEAD and tables(db) == TABLES_0002
-    with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT user_id, seed, image, result_message_link FROM jobs").fetchone()
-    assert row == ("old-user", 5, b"\x01\x02", None)
+async def test_upgrade_from_the_older_revision_keeps_rows(db):
+    await upgrade_async(db, "0001")
+    assert await inspect_db(db) == ("0001", TABLES_0001)
+    old_job = insert_old_job("dream", '{"layer": "deep"}', 5, user="old-user", with_image=True)
+    await run_sql(db, *old_job, image=b"\x01\x02")
+    await upgrade_async(db)
+    assert await inspect_db(db) == (HEAD, TABLES_0002)
+    rows = await run_sql(db, "SELECT user_id, seed, image, result_message_link FROM jobs")
+    assert rows == [("old-user", 5, b"\x01\x02", None)]
 
 
 async def test_store_open_upgrades_an_old_database_and_reads_old_rows(db):
-    upgrade(url_of(db), "0001")
-    with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO users (id, created_at) VALUES ('u', '2024-01-01 00:00:00')")
-        conn.execute(
-            "INSERT INTO jobs (user_id, kind, params, seed, status, created_at) "
-            "VALUES ('u', 'zoom', '{}', 3, 'queued', '2024-01-01 00:00:00')"
-        )
-    async with Store.open(url_of(db), upgrade=True) as store:
+    await upgrade_async(db, "0001")
+    await run_sql(db, *insert_old_job("zoom", "{}", 3))
+    async with Store.open(db, upgrade=True) as store:
         [job] = await store.jobs_to_recover()
         assert (job.kind, job.seed, job.result_message_link) == ("zoom", 3, None)
         assert job.created_at.year == 2024 and job.created_at.tzinfo is not None
@@ -88,47 +108,43 @@ async def test_store_open_upgrades_an_old_database_and_reads_old_rows(db):
 
 
 async def test_upgrade_is_idempotent(db):
-    upgrade(url_of(db))
-    with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO users (id, created_at) VALUES ('kept', '2024-01-01 00:00:00')")
-    upgrade(url_of(db))
-    await upgrade_async(url_of(db))  # from a running event loop, through a worker thread
-    async with Store.open(url_of(db), upgrade=True):
+    await upgrade_async(db)
+    await run_sql(db, f"INSERT INTO users (id, created_at) VALUES ('kept', {OLD_TIME})")
+    upgrade(db)  # the synchronous entry point, called from a running event loop: a worker thread
+    await upgrade_async(db)
+    async with Store.open(db, upgrade=True):
         pass
-    assert revision(db) == HEAD and tables(db) == TABLES_0002
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT id FROM users").fetchall() == [("kept",)]
+    assert await inspect_db(db) == (HEAD, TABLES_0002)
+    assert await run_sql(db, "SELECT id FROM users") == [("kept",)]
 
 
 def test_downgrade_then_upgrade_again(db):
-    upgrade(url_of(db))
-    command.downgrade(alembic_config(url_of(db)), "0001")
-    assert revision(db) == "0001" and tables(db) == TABLES_0001
-    upgrade(url_of(db))
-    assert revision(db) == HEAD
+    upgrade(db)
+    command.downgrade(alembic_config(db), "0001")
+    assert asyncio.run(inspect_db(db)) == ("0001", TABLES_0001)
+    upgrade(db)
+    assert asyncio.run(inspect_db(db))[0] == HEAD
 
 
-def test_plain_sqlite_url_is_given_the_async_driver(db):
-    upgrade(f"sqlite:///{db}")
-    assert revision(db) == HEAD
+def test_a_url_with_the_sync_driver_is_given_the_async_one(db):
+    upgrade(db.replace("+aiosqlite", "").replace("+asyncpg", ""))  # sqlite:///..., postgresql://...
+    assert asyncio.run(inspect_db(db))[0] == HEAD
 
 
 async def test_the_time_cap_column_arrives_on_a_database_that_holds_jobs_and_settings(db):
-    await upgrade_async(url_of(db), "0002")
-    with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO users (id, created_at) VALUES ('u', '2024-01-01 00:00:00')")
-        conn.execute(
-            "INSERT INTO jobs (user_id, kind, params, seed, status, created_at) "
-            "VALUES ('u', 'zoom', '{\"frames\": 3}', 3, 'queued', '2024-01-01 00:00:00')"
-        )
-        conn.execute("INSERT INTO guild_settings (guild_id, prefix, exempt_role_ids, updated_at) VALUES ('g', '?', '[]', '2024-01-01 00:00:00')")
-    async with Store.open(url_of(db), upgrade=True) as store:
-        assert revision(db) == HEAD
+    await upgrade_async(db, "0002")
+    await run_sql(
+        db,
+        *insert_old_job("zoom", '{"frames": 3}', 3),
+        "INSERT INTO guild_settings (guild_id, prefix, exempt_role_ids, updated_at) "
+        f"VALUES ('g', '?', '[]', {OLD_TIME})",
+    )
+    async with Store.open(db, upgrade=True) as store:
+        assert (await inspect_db(db))[0] == HEAD
         [job] = await store.jobs_to_recover()
         assert (job.kind, job.params, job.seed) == ("zoom", {"frames": 3}, 3)
         settings = await store.get_guild_settings("g")
         assert settings.prefix == "?" and settings.max_job_seconds is None  # no cap of its own: the bot's applies
         assert (await store.set_guild_settings("g", max_job_seconds=30)).max_job_seconds == 30
-    await asyncio.to_thread(command.downgrade, alembic_config(url_of(db)), "0002")
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT prefix FROM guild_settings").fetchall() == [("?",)]
+    await asyncio.to_thread(command.downgrade, alembic_config(db), "0002")
+    assert await run_sql(db, "SELECT prefix FROM guild_settings") == [("?",)]

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import AsyncExitStack
+from dataclasses import replace
 
 import pytest
 
@@ -14,8 +16,9 @@ NO_LIMITS = RateLimits(user_burst=0, guild_jobs_per_hour=0, max_active_jobs=0)
 
 
 @pytest.fixture
-def url(tmp_path):
-    return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+def url(database_url):
+    # Every test here runs on SQLite and on PostgreSQL (see tests/conftest.py).
+    return database_url
 
 
 def spec(kind="dream", seed=1, image=b"\x89PNG fake"):
@@ -29,6 +32,30 @@ async def test_fifty_concurrent_admissions_admit_exactly_five(url):
         results = await asyncio.gather(*(store.admit("alice", "g1", now=NOW) for _ in range(50)))
     assert sum(r.allowed for r in results) == 5
     assert all(r.retry_after > 0 and "another job in" in r.reason for r in results if not r.allowed)
+
+
+@pytest.mark.parametrize("limit", ["max_active_jobs", "user_burst"])
+async def test_a_thousand_concurrent_admissions_against_a_limit_of_five_admit_exactly_five(url, limit):
+    limits = replace(NO_LIMITS, **{limit: 5})
+    # Every admission of one user waits for the same lock (the user's bucket row, or SQLite's write
+    # lock), so they run one after another whatever the pool size. The last of the 1000 callers
+    # waits for a connection while the other 999 run: allow that wait on a slow, shared machine.
+    async with Store.open(url, upgrade=True, limits=limits, pool_timeout=300) as store:
+        start = time.perf_counter()
+        results = await asyncio.gather(
+            *(store.admit_and_create_job(spec(seed=i), user_id="zed", guild_id="g1", now=NOW) for i in range(1000))
+        )
+        elapsed = time.perf_counter() - start
+        allowed = [r for r in results if r.allowed]
+        print(f"\n{store.engine.dialect.name}, {limit}=5: {len(allowed)} of 1000 admitted in {elapsed:.2f} s")
+        assert len(allowed) == 5 and len({r.job_id for r in allowed}) == 5
+        assert [job.id for job in await store.active_jobs("zed")] == sorted(r.job_id for r in allowed)
+        assert (await store.stats()).jobs == 5, "a refused admission creates no job"
+        if limit == "user_burst":
+            assert (await store.quota("zed", "g1", now=NOW)).user_available == 0
+            assert all(r.retry_after > 0 for r in results if not r.allowed)
+        else:
+            assert all("already have 5 jobs" in r.reason for r in results if not r.allowed)
 
 
 async def test_atomicity_holds_across_separate_engines_on_one_file(url):
@@ -128,6 +155,15 @@ async def test_guild_overrides_replace_the_defaults(url):
         assert (await store.get_guild_settings("g1")).user_burst is None
         with pytest.raises(ValueError, match="unknown guild setting"):
             await store.set_guild_settings("g1", colour="red")
+
+
+async def test_concurrent_first_changes_of_a_guilds_settings_all_apply(url):
+    # Each change would create the guild's row; on PostgreSQL only one insert may win, the rest update it.
+    changes = [{"prefix": "?"}, {"user_burst": 7}, {"like_threshold": 3}] * 4
+    async with Store.open(url, upgrade=True) as store:
+        await asyncio.gather(*(store.set_guild_settings("g1", **change) for change in changes))
+        settings = await store.get_guild_settings("g1")
+    assert (settings.prefix, settings.user_burst, settings.like_threshold) == ("?", 7, 3)
 
 
 async def test_job_lifecycle_and_recovery_after_restart(url):
