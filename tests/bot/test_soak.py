@@ -9,8 +9,8 @@ from tests.soak.orchestrator import soak
 pytestmark = pytest.mark.slow
 
 
-async def test_jobs_survive_worker_and_bot_kills_exactly_once(tmp_path):
-    report = await soak(jobs=80, worker_kills=8, bot_kills=3, workdir=tmp_path, deadline=400)
+async def test_jobs_survive_worker_and_bot_kills_exactly_once(tmp_path, database_url):
+    report = await soak(jobs=80, worker_kills=8, bot_kills=3, workdir=tmp_path, database_url=database_url, deadline=400)
     print("\n".join(report.lines()))
     assert report.problems() == [], "\n".join(report.lines())
     assert (report.worker_kills, report.bot_kills) == (8, 3)
