@@ -10,14 +10,16 @@ import asyncio
 from typing import Any
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from bot.store._engine import create_engine
+from bot.store._engine import create_engine, write_engine
 from bot.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+_MIGRATION_LOCK = 0x64726561  # any constant key for pg_advisory_xact_lock, the same in every process
 
 
 def _url() -> str:
@@ -41,12 +43,17 @@ def run_migrations_offline() -> None:
 def _run_sync(connection: Connection) -> None:
     _configure(connection=connection)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Two processes starting on a fresh database at once: the second waits here, then finds
+            # the first's revision and has nothing to do. (SQLite: BEGIN IMMEDIATE, below.)
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         context.run_migrations()
 
 
 async def run_migrations_online() -> None:
-    # Our engine factory: on SQLite it makes the DDL transactional (one BEGIN for a revision).
-    engine = create_engine(_url(), poolclass=NullPool)
+    # Our engine factory, with the write lock taken at BEGIN on SQLite: the DDL is transactional
+    # (one BEGIN for the upgrade), and a second process migrating at once waits for the first.
+    engine = write_engine(create_engine(_url(), poolclass=NullPool))
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)

@@ -148,3 +148,15 @@ async def test_the_time_cap_column_arrives_on_a_database_that_holds_jobs_and_set
         assert (await store.set_guild_settings("g", max_job_seconds=30)).max_job_seconds == 30
     await asyncio.to_thread(command.downgrade, alembic_config(db), "0002")
     assert await run_sql(db, "SELECT prefix FROM guild_settings") == [("?",)]
+
+
+def test_processes_starting_together_on_a_fresh_database_migrate_it_once(db):
+    """Several bot processes started at once each run the migrations on start: one migrates, the others wait and find it done."""
+    import subprocess
+    import sys
+
+    script = "import sys; from bot.store import upgrade; upgrade(sys.argv[1])"
+    starts = [subprocess.Popen([sys.executable, "-c", script, db], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [(p.wait(timeout=120), p.stderr.read()) for p in starts]
+    assert [code for code, _ in errors] == [0, 0, 0, 0], [err.strip().splitlines()[-1:] for _, err in errors]
+    assert asyncio.run(inspect_db(db))[0] == HEAD
