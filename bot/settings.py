@@ -6,11 +6,12 @@ are reported all at once, one line each, by `load_settings`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -34,6 +35,14 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     workers: int = Field(0, ge=0)  # 0: one per GPU, or one on CPU
     max_batch: int = Field(0, ge=0)  # same-shaped dreams run together; 0: 8 on GPUs, 1 on CPU
+    # Where the WORKERS run: processes on this machine, or actors on Ray (0 workers: one per GPU share
+    # of the cluster). RAY_ADDRESS: empty starts Ray on this machine, "auto" joins this machine's
+    # cluster, "ray://host:port" one through Ray Client. Each actor holds RAY_CPUS_PER_ACTOR CPUs
+    # and, on GPUs, RAY_GPUS_PER_ACTOR of one GPU (0.5: two actors share each GPU).
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str = ""
+    ray_cpus_per_actor: float = Field(1.0, gt=0)
+    ray_gpus_per_actor: float = Field(1.0, gt=0, le=1)
     results_dir: Path = Path("results")
     command_prefix: str = Field("!", min_length=1, max_length=16)
     user_burst: int = Field(3, ge=0)
@@ -51,11 +60,41 @@ class Settings(BaseSettings):
     # heartbeat; a dead process's jobs are adopted by the others once its leases run out.
     lease_seconds: float = Field(30.0, gt=0)
     heartbeat_seconds: float = Field(10.0, gt=0)
+    # Discord sharding, for several `dreambot run` processes on one database: SHARD_COUNT shards in
+    # all, of which this process runs SHARD_IDS ("0-3", "0,2,5"; default: all of them). Unset, the
+    # bot keeps one unsharded gateway connection. (NoDecode: "0-3" is read by _read_shard_ids, not as JSON.)
+    shard_count: int | None = Field(None, ge=1)
+    shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = None
 
-    @field_validator("device", mode="before")
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _read_shard_ids(cls, value: Any) -> Any:
+        return _parse_shard_ids(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _shard_ids_within_count(self) -> Settings:
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError("SHARD_IDS needs SHARD_COUNT, the number of shards across all bot processes")
+        if not self.shard_ids or not all(0 <= shard < self.shard_count for shard in self.shard_ids):
+            listed = ",".join(map(str, self.shard_ids)) or "nothing"
+            raise ValueError(f"SHARD_IDS ({listed}) must name shards 0 to {self.shard_count - 1}, "
+                             f"as SHARD_COUNT is {self.shard_count}")
+        return self
+
+    @field_validator("device", "executor", mode="before")
     @classmethod
     def _lower_device(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("", "auto") or value.startswith("ray://") or re.fullmatch(r"[\w.-]+:\d+", value):
+            return value
+        raise ValueError("must be empty (start Ray here), auto, ray://host:port or host:port")
 
     @field_validator("database_url")
     @classmethod
@@ -86,6 +125,25 @@ class Settings(BaseSettings):
             guild_jobs_per_hour=self.guild_jobs_per_hour,
             max_active_jobs=self.max_active_jobs,
         )
+
+
+_SHARD_PART = re.compile(r"(\d+)(?:-(\d+))?")
+
+
+def _parse_shard_ids(text: str) -> tuple[int, ...] | None:
+    """Shard numbers from "0-3", "0,2,5" or a mix ("0-1,4"), sorted and without repeats; "" is None (unset)."""
+    if not text.strip():
+        return None
+    shards: set[int] = set()
+    for part in text.split(","):
+        match = _SHARD_PART.fullmatch(part.strip())
+        if match is None:
+            raise ValueError("must be shard numbers and ranges, e.g. 0-3 or 0,2,5")
+        first, last = int(match[1]), int(match[2] or match[1])
+        if last < first:
+            raise ValueError(f"the range {first}-{last} runs backwards; write {last}-{first}")
+        shards.update(range(first, last + 1))
+    return tuple(sorted(shards))
 
 
 def load_settings(**overrides: Any) -> Settings:

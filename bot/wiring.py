@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from .executor import LocalProcessExecutor
+from .executor import LocalProcessExecutor, PoolExecutor, RayExecutor
 from .service import DreamService
 from .settings import Settings
 from .store import Store
@@ -18,15 +18,20 @@ from .store import Store
 __all__ = ["open_service", "build_executor"]
 
 
-def build_executor(settings: Settings) -> LocalProcessExecutor:
-    """The worker pool `settings` describe, with the runner options (precision, offline, pixel cap) they give."""
-    return LocalProcessExecutor(
+def build_executor(settings: Settings) -> PoolExecutor:
+    """The worker pool `settings` describe, local processes or Ray actors (EXECUTOR), with the
+    runner options (precision, offline, pixel cap) they give."""
+    pool = dict(  # what both backends take
         workers=settings.workers,
         device=settings.device,
         warm_models=(settings.dream_model,),
         max_batch=settings.max_batch or None,
         runner_options=settings.runner_options,
     )
+    if settings.executor == "ray":
+        return RayExecutor(**pool, address=settings.ray_address, cpus_per_actor=settings.ray_cpus_per_actor,
+                           gpus_per_actor=settings.ray_gpus_per_actor)
+    return LocalProcessExecutor(**pool)
 
 
 @asynccontextmanager

@@ -1,17 +1,21 @@
-"""Run jobs away from the event loop: the `Executor` boundary and its local process-pool backend."""
+"""Run jobs away from the event loop: the `Executor` boundary and its backends, local processes or Ray actors."""
 
 from __future__ import annotations
 
 from ._devices import resolve_devices
+from ._pool import PoolExecutor
 from .base import Executor, ProgressHandler, QueuePlace
 from .errors import ExecutorClosed, ExecutorError, JobFailed, WorkerCrashed, WorkerStartFailed
 from .local import LocalProcessExecutor
+from .ray_actors import RayExecutor
 
 __all__ = [
     "Executor",
     "ProgressHandler",
     "QueuePlace",
+    "PoolExecutor",
     "LocalProcessExecutor",
+    "RayExecutor",
     "resolve_devices",
     "ExecutorError",
     "WorkerCrashed",

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from core.jobs import JobSpec
 
-from ._wire import BatchTask
+from ._wire import BatchTask, WorkerConfig
 from ._worker import worker_main
 
 __all__ = ["WorkerProcess"]
@@ -33,14 +33,10 @@ class WorkerProcess:
         ctx: SpawnContext,
         *,
         name: str,
-        runner_factory: str,
-        device: str,
-        warm_models: tuple[str, ...],
-        num_threads: int,
+        config: WorkerConfig,
         max_batch: int = 1,
-        runner_options: dict[str, Any] | None = None,
     ):
-        self.device = device
+        self.device = config.device
         self.max_batch = max_batch
         self._task_reader, self._task_writer = ctx.Pipe(duplex=False)
         self._result_reader, self._result_writer = ctx.Pipe(duplex=False)
@@ -49,7 +45,7 @@ class WorkerProcess:
         self._process = ctx.Process(
             target=worker_main,
             name=name,
-            args=(runner_factory, device, dict(runner_options or {}), warm_models, num_threads, self._task_reader, self._result_writer, self._cancel_flags),
+            args=(config, self._task_reader, self._result_writer, self._cancel_flags),
             daemon=True,  # killed with the bot process should it exit without closing the executor
         )
         self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()

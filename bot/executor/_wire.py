@@ -1,6 +1,7 @@
-"""What crosses the pipes between the executor and a worker: tuples of plain, picklable data.
+"""What crosses between the executor and a worker (pipes, or Ray calls): plain, picklable data.
 
-    parent -> worker   (job_id, JobSpec)                  run this job; its cancel flag is flag 0
+    parent -> worker   WorkerConfig                       at start: the runner to build and warm
+                       (job_id, JobSpec)                  run this job; its cancel flag is flag 0
                        BatchTask                          run these jobs together (`runner.run_batch`);
                                                           job i's cancel flag is flag i
                        None                               finish and exit
@@ -29,7 +30,19 @@ from typing import Any
 from core.errors import DreamError
 from core.jobs import JobSpec
 
-__all__ = ["BatchTask", "ErrorInfo"]
+__all__ = ["WorkerConfig", "BatchTask", "ErrorInfo"]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker starts with: it builds its runner as `factory(device=..., **runner_options)`,
+    warms `warm_models` before it reports ready, and lets its torch use `num_threads` CPU threads."""
+
+    runner_factory: str  # "package.module:Callable"
+    device: str
+    runner_options: dict[str, Any]
+    warm_models: tuple[str, ...]
+    num_threads: int
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from core.jobs import JobResult, JobSpec, ProgressEvent
 
-from ._wire import BatchTask, ErrorInfo
+from ._wire import BatchTask, ErrorInfo, WorkerConfig
 
 __all__ = ["worker_main", "serve", "load_factory"]
 
@@ -35,11 +35,7 @@ def load_factory(path: str) -> Callable[..., Any]:
 
 
 def worker_main(
-    runner_factory: str,
-    device: str,
-    runner_options: dict[str, Any],
-    warm_models: tuple[str, ...],
-    num_threads: int,
+    config: WorkerConfig,
     tasks: Connection,
     results: Connection,
     cancel_flags: Any,  # shared bytes (multiprocessing RawArray): the parent sets flag i to stop job i of a batch
@@ -48,19 +44,10 @@ def worker_main(
     # Ctrl-C in a terminal reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    serve(runner_factory, device, runner_options, warm_models, num_threads, tasks, results, cancel_flags)
+    serve(config, tasks, results, cancel_flags)
 
 
-def serve(
-    runner_factory: str,
-    device: str,
-    runner_options: dict[str, Any],
-    warm_models: tuple[str, ...],
-    num_threads: int,
-    tasks: Any,
-    results: Any,
-    cancel_flags: Any,
-) -> None:
+def serve(config: WorkerConfig, tasks: Any, results: Any, cancel_flags: Any) -> None:
     """Build the runner, report ("ready",) or ("start_failed", ...), then run tasks until None comes.
 
     tasks: `recv()` returns the next task of `_wire` (or None), raising EOFError once the bot is gone.
@@ -71,13 +58,13 @@ def serve(
     limit_threads = not any(name in os.environ for name in _THREAD_VARIABLES)  # an explicit setting wins
     if limit_threads:
         # Read by torch's thread pools when torch is imported, which may happen lazily inside the runner.
-        os.environ["OMP_NUM_THREADS"] = str(num_threads)
+        os.environ["OMP_NUM_THREADS"] = str(config.num_threads)
     try:
         try:
-            runner = load_factory(runner_factory)(device=device, **runner_options)
+            runner = load_factory(config.runner_factory)(device=config.device, **config.runner_options)
             if limit_threads and "torch" in sys.modules:
-                sys.modules["torch"].set_num_threads(num_threads)
-            for name in warm_models:
+                sys.modules["torch"].set_num_threads(config.num_threads)
+            for name in config.warm_models:
                 runner.warm(name)
         except Exception as exc:
             results.send(("start_failed", ErrorInfo.from_exception(exc)))

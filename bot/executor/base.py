@@ -1,6 +1,6 @@
 """The boundary every front talks to: submit a JobSpec, get progress events and a JobResult back.
 
-Backends (the local process pool today, a distributed engine later) implement `Executor`; fronts
+Backends (a pool of local processes, or of Ray actors) implement `Executor`; fronts
 depend on this Protocol only, so a backend can change without touching a cog or the CLI.
 """
 

@@ -1,4 +1,4 @@
-"""LocalProcessExecutor's batching: compatible queued dreams go to a worker together, each keeping its own outcome."""
+"""Batching, on each backend: compatible queued dreams go to a worker together, each keeping its own outcome."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
-from bot.executor import LocalProcessExecutor, WorkerCrashed
+from bot.executor import LocalProcessExecutor, PoolExecutor, WorkerCrashed
 from core.errors import InvalidImage, JobCancelled
 from core.images import decode_image
 from core.jobs import JobSpec, ProgressEvent
@@ -25,12 +25,21 @@ def dream(seed: int = 0, **params: Any) -> JobSpec:
     return fake_spec("dream", seed=seed, **params)
 
 
-def pool(max_batch: int | None = 4, **kwargs: Any) -> LocalProcessExecutor:
-    return LocalProcessExecutor(workers=1, runner_factory=FAKE, max_batch=max_batch, cancel_grace=1.0, shutdown_timeout=2.0, **kwargs)
+Pool = Callable[..., PoolExecutor]
+
+
+@pytest.fixture
+def pool(make_executor: Pool) -> Pool:
+    """A not yet started one-worker executor of the backend under test, with a fake runner."""
+
+    def build(max_batch: int | None = 4, **kwargs: Any) -> PoolExecutor:
+        return make_executor(workers=1, runner_factory=FAKE, max_batch=max_batch, cancel_grace=1.0, shutdown_timeout=2.0, **kwargs)
+
+    return build
 
 
 
-async def occupy(ex: LocalProcessExecutor) -> Callable[[], Awaitable[None]]:
+async def occupy(ex: PoolExecutor) -> Callable[[], Awaitable[None]]:
     """Keep the only worker busy until the returned coroutine function is awaited, so jobs queue up."""
     blocker = asyncio.create_task(ex.submit("blocker", dream(steps=400, sleep=0.05)))
     await until(lambda: ex.running() == ("blocker",), "the blocker running")
@@ -43,11 +52,11 @@ async def occupy(ex: LocalProcessExecutor) -> Callable[[], Awaitable[None]]:
     return release
 
 
-def submit_all(ex: LocalProcessExecutor, jobs: dict[str, JobSpec], events: dict[str, list[ProgressEvent]] | None = None) -> list[asyncio.Task]:
+def submit_all(ex: PoolExecutor, jobs: dict[str, JobSpec], events: dict[str, list[ProgressEvent]] | None = None) -> list[asyncio.Task]:
     return [asyncio.create_task(ex.submit(job_id, spec, events[job_id].append if events else None)) for job_id, spec in jobs.items()]
 
 
-async def test_compatible_queued_jobs_run_as_one_batch_each_with_its_own_result_and_progress() -> None:
+async def test_compatible_queued_jobs_run_as_one_batch_each_with_its_own_result_and_progress(pool: Pool) -> None:
     async with asyncio.timeout(LIMIT), pool() as ex:
         assert ex.batch_limits() == (4,)
         release = await occupy(ex)
@@ -65,7 +74,7 @@ async def test_compatible_queued_jobs_run_as_one_batch_each_with_its_own_result_
         assert [(e.stage, e.step, e.total) for e in events[name]] == [("start", 0, 1), ("step", 1, 3), ("step", 2, 3), ("step", 3, 3)]
 
 
-async def test_a_batch_takes_at_most_max_batch_jobs() -> None:
+async def test_a_batch_takes_at_most_max_batch_jobs(pool: Pool) -> None:
     async with asyncio.timeout(LIMIT), pool(max_batch=3) as ex:
         release = await occupy(ex)
         tasks = submit_all(ex, {f"j{i}": dream(seed=i) for i in range(5)})
@@ -76,7 +85,7 @@ async def test_a_batch_takes_at_most_max_batch_jobs() -> None:
     assert results[0].metadata["call"] < results[3].metadata["call"]
 
 
-async def test_incompatible_jobs_are_not_batched_and_the_rest_keep_their_order() -> None:
+async def test_incompatible_jobs_are_not_batched_and_the_rest_keep_their_order(pool: Pool) -> None:
     jobs = {
         "a": dream(steps=2),
         "b": dream(steps=3),  # other params
@@ -99,7 +108,7 @@ async def test_incompatible_jobs_are_not_batched_and_the_rest_keep_their_order()
     assert results["d"].metadata["via"] == results["e"].metadata["via"] == "run"
 
 
-async def test_a_bad_photo_fails_only_its_own_job_in_a_batch() -> None:
+async def test_a_bad_photo_fails_only_its_own_job_in_a_batch(pool: Pool) -> None:
     async with asyncio.timeout(LIMIT), pool() as ex:
         release = await occupy(ex)
         jobs = {"a": dream(seed=1), "bad": fake_spec("dream", image=b"not an image", seed=2), "c": dream(seed=3)}
@@ -111,7 +120,7 @@ async def test_a_bad_photo_fails_only_its_own_job_in_a_batch() -> None:
     assert a.metadata["batch_size"] == c.metadata["batch_size"] == 3 and a.metadata["call"] == c.metadata["call"]
 
 
-async def test_cancelling_one_job_of_a_batch_ends_it_at_once_and_the_others_finish() -> None:
+async def test_cancelling_one_job_of_a_batch_ends_it_at_once_and_the_others_finish(pool: Pool) -> None:
     async with asyncio.timeout(LIMIT), pool() as ex:
         release = await occupy(ex)
         seen = asyncio.Event()
@@ -130,7 +139,7 @@ async def test_cancelling_one_job_of_a_batch_ends_it_at_once_and_the_others_fini
     assert first.metadata["batch_cancelled"] == last.metadata["batch_cancelled"] == 1  # b's own flag reached the worker
 
 
-async def test_cancelling_every_job_of_a_batch_stops_it_and_keeps_the_worker() -> None:
+async def test_cancelling_every_job_of_a_batch_stops_it_and_keeps_the_worker(pool: Pool) -> None:
     async with asyncio.timeout(LIMIT), pool() as ex:
         (pid,) = ex.worker_pids()
         release = await occupy(ex)
@@ -150,7 +159,7 @@ async def test_cancelling_every_job_of_a_batch_stops_it_and_keeps_the_worker() -
         assert (await ex.submit("next", dream())).metadata["pid"] == pid
 
 
-async def test_a_worker_crash_mid_batch_fails_the_whole_batch_and_the_next_job_succeeds() -> None:
+async def test_a_worker_crash_mid_batch_fails_the_whole_batch_and_the_next_job_succeeds(pool: Pool) -> None:
     async with asyncio.timeout(LIMIT), pool() as ex:
         (before,) = ex.worker_pids()
         release = await occupy(ex)
@@ -165,7 +174,7 @@ async def test_a_worker_crash_mid_batch_fails_the_whole_batch_and_the_next_job_s
 
 
 @pytest.mark.parametrize("max_batch", [1, None], ids=["max_batch=1", "auto-on-cpu"])
-async def test_without_batching_jobs_run_one_at_a_time_as_before(max_batch: int | None) -> None:
+async def test_without_batching_jobs_run_one_at_a_time_as_before(pool: Pool, max_batch: int | None) -> None:
     async with asyncio.timeout(LIMIT), pool(max_batch=max_batch) as ex:
         assert ex.batch_limits() == (1,)
         release = await occupy(ex)

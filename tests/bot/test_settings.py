@@ -74,3 +74,57 @@ def test_device_is_case_insensitive_and_url_and_prefix_are_checked():
         "COMMAND_PREFIX: must not be empty (got '')",
         "DATABASE_URL: not a database URL, e.g. sqlite+aiosqlite:///dreambot.db",
     ]
+
+
+def test_shards_come_as_ranges_or_lists_and_need_a_count(monkeypatch):
+    assert (load_settings().shard_count, load_settings().shard_ids) == (None, None)  # unsharded
+    monkeypatch.setenv("SHARD_COUNT", "8")
+    for text, shards in [("0-3", (0, 1, 2, 3)), ("4-7", (4, 5, 6, 7)), ("0,2,5", (0, 2, 5)), (" 5, 0-1 ,1", (0, 1, 5)),
+                         ("6", (6,)), ("", None)]:
+        monkeypatch.setenv("SHARD_IDS", text)
+        assert load_settings().shard_ids == shards, text
+    assert load_settings(shard_ids=(1, 3)).shard_ids == (1, 3)
+
+    for text, line in [
+        ("0-8", "SHARD_IDS (0,1,2,3,4,5,6,7,8) must name shards 0 to 7, as SHARD_COUNT is 8"),
+        ("3-1", "SHARD_IDS: the range 3-1 runs backwards; write 1-3 (got '3-1')"),
+        ("0;1", "SHARD_IDS: must be shard numbers and ranges, e.g. 0-3 or 0,2,5 (got '0;1')"),
+        ("-1", "SHARD_IDS: must be shard numbers and ranges, e.g. 0-3 or 0,2,5 (got '-1')"),
+    ]:
+        monkeypatch.setenv("SHARD_IDS", text)
+        with pytest.raises(ConfigError) as info:
+            load_settings()
+        assert str(info.value) == line
+    monkeypatch.delenv("SHARD_COUNT")
+    monkeypatch.setenv("SHARD_IDS", "0-1")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == "SHARD_IDS needs SHARD_COUNT, the number of shards across all bot processes"
+    with pytest.raises(ConfigError) as info:
+        load_settings(shard_count=0, shard_ids=None)
+    assert str(info.value) == "SHARD_COUNT: must be >= 1 (got 0)"
+
+
+def test_ray_executor_settings_and_their_errors(monkeypatch):
+    assert (load_settings().executor, load_settings().ray_address) == ("local", "")
+    monkeypatch.setenv("EXECUTOR", "Ray")
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head.example:10001")
+    monkeypatch.setenv("RAY_GPUS_PER_ACTOR", "0.5")
+    settings = load_settings()
+    assert (settings.executor, settings.ray_address, settings.ray_gpus_per_actor, settings.ray_cpus_per_actor) == (
+        "ray", "ray://head.example:10001", 0.5, 1.0)
+    assert load_settings(ray_address="auto").ray_address == "auto"
+    assert load_settings(ray_address="10.0.0.5:6379").ray_address == "10.0.0.5:6379"
+
+    monkeypatch.setenv("EXECUTOR", "kubernetes")
+    monkeypatch.setenv("RAY_ADDRESS", "head node")
+    monkeypatch.setenv("RAY_GPUS_PER_ACTOR", "2")
+    monkeypatch.setenv("RAY_CPUS_PER_ACTOR", "0")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert sorted(str(info.value).splitlines()) == [
+        "EXECUTOR: must be one of local, ray (got 'kubernetes')",
+        "RAY_ADDRESS: must be empty (start Ray here), auto, ray://host:port or host:port (got 'head node')",
+        "RAY_CPUS_PER_ACTOR: must be > 0 (got '0')",
+        "RAY_GPUS_PER_ACTOR: must be <= 1 (got '2')",
+    ]
