@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from .client import DreamBot
+from .client import DreamBot, ShardedDreamBot, make_bot
+from .sharding import shard_of
 
-__all__ = ["DreamBot"]
+__all__ = ["DreamBot", "ShardedDreamBot", "make_bot", "shard_of"]

@@ -1,4 +1,7 @@
-"""The Bot subclass: resources are injected, cogs loaded in `setup_hook`, no globals."""
+"""The Bot subclass: resources are injected, cogs loaded in `setup_hook`, no globals.
+
+`make_bot` picks the plain bot, or its sharded twin when SHARD_COUNT is set.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +17,13 @@ from ..commands import CommandError, parse_command
 from ..service import DreamService
 from ..settings import Settings
 from .attachments import CDN_HOSTS
+from .sharding import shard_of
 
 if TYPE_CHECKING:
     from .cogs.community import Community
     from .cogs.dreams import Dreams
 
-__all__ = ["DreamBot", "EXTENSIONS"]
+__all__ = ["DreamBot", "ShardedDreamBot", "EXTENSIONS", "make_bot"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,10 @@ class DreamBot(commands.Bot):
                 self.prefixes[message.guild.id] = guild.prefix or self.settings.command_prefix
             prefix = self.prefixes[message.guild.id]
         return commands.when_mentioned_or(prefix)(bot, message)
+
+    def holds_guild(self, guild_id: int | None) -> bool:
+        """Whether this process receives the events of `guild_id` (None: DMs); unsharded, it receives all."""
+        return True
 
     def prefix_in(self, guild: discord.abc.Snowflake | None) -> str:
         return self.prefixes.get(guild.id, self.settings.command_prefix) if guild else self.settings.command_prefix
@@ -125,3 +133,26 @@ class DreamBot(commands.Bot):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await super().close()
+
+
+class ShardedDreamBot(DreamBot, commands.AutoShardedBot):
+    """DreamBot on discord.py's sharded client: shards SHARD_IDS (default all) of SHARD_COUNT.
+
+    DreamBot's own methods come first; below them AutoShardedBot replaces Bot's single gateway
+    connection with one per shard. Several processes, each with its own SHARD_IDS, share the store.
+    """
+
+    def __init__(self, *, settings: Settings, **kwargs):
+        assert settings.shard_count is not None, "a sharded bot needs SHARD_COUNT; make_bot picks the class from settings"
+        shard_ids = list(settings.shard_ids) if settings.shard_ids is not None else None
+        super().__init__(settings=settings, shard_count=settings.shard_count, shard_ids=shard_ids, **kwargs)
+
+    def holds_guild(self, guild_id: int | None) -> bool:
+        assert self.shard_count is not None, "set in __init__ from SHARD_COUNT"
+        return self.shard_ids is None or shard_of(guild_id, self.shard_count) in self.shard_ids
+
+
+def make_bot(*, service: DreamService, settings: Settings, http_session: aiohttp.ClientSession, **options) -> DreamBot:
+    """The bot `settings` ask for: sharded when SHARD_COUNT is set, else one plain gateway connection."""
+    kind = DreamBot if settings.shard_count is None else ShardedDreamBot
+    return kind(service=service, settings=settings, http_session=http_session, **options)

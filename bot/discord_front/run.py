@@ -12,7 +12,7 @@ from core.errors import InvalidParameter
 
 from ..settings import Settings
 from ..wiring import open_service
-from .client import DreamBot
+from .client import make_bot
 
 __all__ = ["run_bot"]
 
@@ -25,7 +25,7 @@ async def run_bot(settings: Settings, *, sync_commands: bool = False) -> int:
     token = settings.discord_token.get_secret_value()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     async with aiohttp.ClientSession() as session, open_service(settings) as service:
-        bot = DreamBot(service=service, settings=settings, http_session=session)
+        bot = make_bot(service=service, settings=settings, http_session=session)
         loop = asyncio.get_running_loop()
         closing: list[asyncio.Task] = []  # keeps the close task referenced until it ends
 

@@ -2,7 +2,8 @@
 
 A plain ``commands.Bot`` defined here logs in, connects through the gateway (zlib-stream), and is
 driven by the fake's hooks: prefix commands, uploads, edits, a forced 413, a slash command, a
-persistent button, a gateway drop with RESUME, and an attachment read from the fake CDN.
+persistent button, a gateway drop with RESUME, and an attachment read from the fake CDN. Sharded
+clients (``AutoShardedBot``) get only their own shards' guilds, and DMs on shard 0.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from discord.ext import commands
 from PIL import Image
 
-from tests.fake_discord import FakeDiscord, Intents, running_bot
+from tests.fake_discord import FakeDiscord, Intents, patch_discord_urls, running_bot, shard_of
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -315,3 +316,81 @@ async def test_wrong_token_fails_login_fast(fake: FakeDiscord) -> None:
         async with running_bot(fake, FakeTestBot(), token="not-the-token", timeout=LIMIT):
             pass
     assert isinstance(info.value.__cause__, discord.LoginFailure)
+
+
+# -- shards ------------------------------------------------------------------------------------------
+
+
+class ShardTestBot(commands.AutoShardedBot):
+    """discord.py's sharded bot with one command, `!ping`, that says which shard answered."""
+
+    def __init__(self, **shards: object) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True
+        super().__init__(command_prefix="!", intents=intents, guild_ready_timeout=0.05, help_command=None, **shards)
+
+        @self.command()
+        async def ping(ctx: commands.Context) -> None:
+            shard = ctx.guild.shard_id if ctx.guild is not None else 0
+            await ctx.reply(f"pong from shard {shard}")
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        pass  # discord.py waits 5 s between IDENTIFYs (Discord's rate limit); the fake has none
+
+
+def guild_on_shard(fake: FakeDiscord, name: str, shard: int, shard_count: int = 2) -> tuple[int, dict]:
+    """A new guild whose id puts it on `shard`, and its one text channel."""
+    guild_id = fake.add_guild(name, shard=(shard, shard_count))
+    assert shard_of(guild_id, shard_count) == shard
+    return guild_id, fake.add_text_channel("general", guild_id=guild_id)
+
+
+def guild_of_event(frame: dict) -> int | None:
+    data = frame["d"]
+    raw = data["id"] if frame["t"] == "GUILD_CREATE" else data.get("guild_id")
+    return int(raw) if raw is not None else None
+
+
+async def test_each_shard_sees_only_its_guilds_and_dms_come_on_shard_0(fake: FakeDiscord) -> None:
+    even, even_channel = guild_on_shard(fake, "even", 0)
+    odd, odd_channel = guild_on_shard(fake, "odd", 1)
+    clients = {}
+    for shard in (0, 1):
+        with patch_discord_urls(fake, client_label=f"shard-{shard}"):  # labels the client made inside
+            clients[shard] = ShardTestBot(shard_count=2, shard_ids=[shard])
+    async with running_bot(fake, clients[0], timeout=LIMIT), running_bot(fake, clients[1], timeout=LIMIT):
+        assert sorted([d["shard"] for d in fake.identifies]) == [[0, 2], [1, 2]]
+        for shard, client in clients.items():
+            expected = {g for g in fake.world.guilds if shard_of(g, 2) == shard}
+            assert {g.id for g in client.guilds} == expected and {even, odd} & expected == {(even, odd)[shard]}
+
+        asked = [await fake.dispatch_message("!ping", channel=channel) for channel in (even_channel, odd_channel)]
+        asked.append(await fake.dispatch_message("!ping", channel=fake.open_dm(fake.bob), author=fake.bob))
+        replies = [await fake.wait_for_message(lambda m, a=a: (m.get("message_reference") or {}).get("message_id") == a["id"])
+                   for a in asked]
+        assert [r["content"] for r in replies] == ["pong from shard 0", "pong from shard 1", "pong from shard 0"]
+        assert [fake.sent_by[int(r["id"])] for r in replies] == ["shard-0", "shard-1", "shard-0"]
+        await asyncio.sleep(0.2)  # time enough for a wrongly routed second answer
+        assert len(fake.messages) == 3
+
+    sessions = {session.shard: session for session in fake.gateway.sessions.values()}
+    assert {shard: session.client for shard, session in sessions.items()} == {(0, 2): "shard-0", (1, 2): "shard-1"}
+    for (shard, count), session in sessions.items():
+        seen = {guild_of_event(frame) for frame in session.log if frame["t"] in ("GUILD_CREATE", "MESSAGE_CREATE")}
+        assert seen and all(shard_of(guild, count) == shard for guild in seen), f"shard {shard} saw {seen}"
+    assert {r.client for r in fake.requests} == {"shard-0", "shard-1"}
+
+
+async def test_an_auto_sharded_client_asks_the_gateway_how_many_shards_to_run() -> None:
+    async with FakeDiscord(default_timeout=LIMIT, shard_count=2) as fake:
+        guilds = [guild_on_shard(fake, f"guild {shard}", shard) for shard in (0, 1)]
+        client = ShardTestBot()  # no shard_count: discord.py asks GET /gateway/bot
+        async with running_bot(fake, client, timeout=LIMIT):
+            assert client.shard_count == 2 and sorted(client.shards) == [0, 1]
+            assert any(r.path.endswith("/gateway/bot") for r in fake.requests)
+            assert sorted(d["shard"] for d in fake.identifies) == [[0, 2], [1, 2]]
+            for shard, (guild_id, channel) in enumerate(guilds):
+                asked = await fake.dispatch_message("!ping", channel=channel)
+                await fake.wait_for_message(replying_to(asked, f"pong from shard {shard}"))
+                assert client.get_guild(guild_id).shard_id == shard
+        assert fake.unknown_routes == []

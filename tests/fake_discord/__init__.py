@@ -35,7 +35,7 @@ Notes on discord.py that shape this fake:
 
 from __future__ import annotations
 
-from ._gateway import Intents, Op
+from ._gateway import Intents, Op, shard_of
 from ._patch import patch_discord_urls, running_bot
 from ._records import (
     CdnRequest,
@@ -71,4 +71,5 @@ __all__ = [
     "UploadedFile",
     "patch_discord_urls",
     "running_bot",
+    "shard_of",
 ]

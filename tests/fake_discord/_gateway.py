@@ -5,6 +5,10 @@ in the session's log, so a client that RESUMEs gets what it missed replayed, the
 Dispatches are filtered by the intents the client identified with, the way Discord does
 (MESSAGE_CREATE needs GUILD_MESSAGES; without MESSAGE_CONTENT, other people's messages arrive with
 empty content unless they mention the bot).
+
+A session that IDENTIFYs with ``shard: [id, count]`` is one shard: its READY and GUILD_CREATEs
+list only the guilds of that shard, a guild's events reach only the session of the shard that owns
+the guild, and events outside any guild (DMs) reach shard 0 only, as Discord routes them.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from ._records import GatewayConnection
+from ._rest import client_label
 
 if TYPE_CHECKING:
     from ._server import FakeDiscord
 
-__all__ = ["Gateway", "Intents", "Op"]
+__all__ = ["Gateway", "Intents", "Op", "shard_of"]
 
 
 class Op:
@@ -79,12 +84,23 @@ _EVENT_INTENTS: dict[str, tuple[int, int] | None] = {
 _CONTENT_FIELDS = {"content": "", "embeds": [], "attachments": [], "components": []}
 
 
+def shard_of(guild_id: int | str | None, shard_count: int) -> int:
+    """The shard whose session carries a guild's events: Discord's ``(guild_id >> 22) % count``;
+    events without a guild go to shard 0.
+
+    Written out here rather than imported from the bot, so that the fake checks the bot's own rule
+    instead of agreeing with it.
+    """
+    return 0 if guild_id is None else (int(guild_id) >> 22) % shard_count
+
+
 class _Connection:
     """One websocket; frames go out in order through one lock (the zlib stream is stateful)."""
 
-    def __init__(self, ws: web.WebSocketResponse, compression: str | None) -> None:
+    def __init__(self, ws: web.WebSocketResponse, compression: str | None, client: str | None) -> None:
         self.ws = ws
         self.compression = compression
+        self.client = client
         self._zlib = zlib.compressobj() if compression == "zlib-stream" else None
         self.lock = asyncio.Lock()
         self.session: _Session | None = None
@@ -115,11 +131,19 @@ class _Session:
     token: str
     user_id: int
     intents: int
-    shard: tuple[int, int] | None
+    shard: tuple[int, int] | None  # (shard id, shard count) from IDENTIFY; None: unsharded, sees everything
+    client: str | None = None  # the label of the client that identified (see CLIENT_LABEL)
     seq: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)
     conn: _Connection | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def carries(self, guild_id: int | str | None) -> bool:
+        """Whether events of this guild (None: outside guilds) go to this session."""
+        if self.shard is None:
+            return True
+        shard_id, shard_count = self.shard
+        return shard_of(guild_id, shard_count) == shard_id
 
 
 class Gateway:
@@ -156,10 +180,8 @@ class Gateway:
         needed = _EVENT_INTENTS.get(event)
         if needed is not None and not session.intents & needed[0 if guild_id else 1]:
             return None
-        if session.shard is not None and guild_id is not None:
-            shard_id, shard_count = session.shard
-            if (int(guild_id) >> 22) % shard_count != shard_id:
-                return None
+        if session.shard is not None and not session.carries(guild_id):
+            return None
         data = copy.deepcopy(data)
         if event in ("MESSAGE_CREATE", "MESSAGE_UPDATE") and guild_id and not session.intents & Intents.MESSAGE_CONTENT:
             author = (data.get("author") or {}).get("id")
@@ -210,9 +232,9 @@ class Gateway:
         await ws.prepare(request)
         query = dict(request.query)
         compression = "zlib-stream" if query.get("compress") == "zlib-stream" else None
-        conn = _Connection(ws, compression)
+        conn = _Connection(ws, compression, client_label(request))
         self.connections.add(conn)
-        self.fake._record(self.fake.gateway_connections, GatewayConnection(query, compression, time.monotonic()))
+        self.fake._record(self.fake.gateway_connections, GatewayConnection(query, compression, time.monotonic(), conn.client))
         try:
             if query.get("encoding", "json") != "json":
                 await conn.close(4002, "fake Discord speaks JSON only")
@@ -285,13 +307,12 @@ class Gateway:
             return False
         world = fake.world
         session = _Session(uuid.uuid4().hex, d["token"], world.application_id, intents,
-                           tuple(shard) if shard is not None else None)
+                           tuple(shard) if shard is not None else None, conn.client)
         async with session.lock:
             session.conn = conn
             conn.session = session
             self.sessions[session.id] = session
-            guilds = [g for g in world.guilds.values()
-                      if session.shard is None or (g.id >> 22) % session.shard[1] == session.shard[0]]
+            guilds = [g for g in world.guilds.values() if session.carries(g.id)]
             ready = {
                 "v": 10, "user": {**world.user_payload(world.application_id), "verified": True, "mfa_enabled": False,
                                   "flags": 0, "email": None},

@@ -11,14 +11,21 @@ discord.py reads three module-level addresses (none is on disk; all are restored
   unknown route, recorded) rather than cdn.discordapp.com.
 
 Attachment URLs need no patch: they are whatever URL the fake put in the payload.
+
+Another process can be pointed at a running fake through its ``base_url`` (``patch_discord_urls``
+takes the URL as well as the fake), and name itself with ``client_label`` so the fake can tell
+which process sent what.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._rest import API_PREFIX, CLIENT_LABEL
 
 if TYPE_CHECKING:
     import discord
@@ -29,21 +36,43 @@ __all__ = ["patch_discord_urls", "running_bot"]
 
 
 @contextlib.contextmanager
-def patch_discord_urls(fake: FakeDiscord) -> Iterator[None]:
-    """Point discord.py's REST base, default gateway and asset CDN at ``fake`` while inside."""
+def patch_discord_urls(fake: FakeDiscord | str, *, client_label: str | None = None) -> Iterator[None]:
+    """Point discord.py's REST base, default gateway and asset CDN at ``fake`` (or the ``base_url``
+    of a fake elsewhere) while inside.
+
+    client_label: one word naming this client. Every discord.py HTTP client created inside puts it
+    in its User-Agent, which goes with its REST requests and its gateway connections; the fake
+    records it (``RequestRecord.client``, ``sent_by``, ``GatewayConnection.client``).
+    """
     import yarl
     from discord.asset import Asset
     from discord.gateway import DiscordWebSocket
-    from discord.http import Route
+    from discord.http import HTTPClient, Route
 
-    saved = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY, Asset.BASE)
-    Route.BASE = fake.api_url
-    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.ws_url)
-    Asset.BASE = fake.base_url
+    base_url = fake if isinstance(fake, str) else fake.base_url
+    base_url = base_url.rstrip("/")
+    assert base_url.startswith("http://"), f"a fake Discord's base URL looks like http://127.0.0.1:PORT, not {base_url!r}"
+    assert client_label is None or (client_label and not client_label.split()[1:]), "client_label is one word"
+    saved = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY, Asset.BASE, HTTPClient.__init__)
+    Route.BASE = base_url + API_PREFIX
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL("ws://" + base_url.removeprefix("http://") + "/gateway")
+    Asset.BASE = base_url
+    if client_label is not None:
+        HTTPClient.__init__ = _labelled(HTTPClient.__init__, client_label)  # type: ignore[method-assign]
     try:
         yield
     finally:
-        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY, Asset.BASE = saved
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY, Asset.BASE, HTTPClient.__init__ = saved  # type: ignore[method-assign]
+
+
+def _labelled(init: Callable[..., None], label: str) -> Callable[..., None]:
+    # discord.py sets the User-Agent per HTTPClient in __init__ and sends it with every request.
+    @functools.wraps(init)
+    def labelled_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.user_agent = f"{self.user_agent} {CLIENT_LABEL}{label}"
+
+    return labelled_init
 
 
 @contextlib.asynccontextmanager

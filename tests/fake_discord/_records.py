@@ -32,6 +32,7 @@ class RequestRecord:
     path: str
     query: dict[str, str]
     at: float
+    client: str | None = None  # the label of the client that sent it (``patch_discord_urls(client_label=)``)
 
 
 @dataclass(frozen=True)
@@ -153,3 +154,4 @@ class GatewayConnection:
     query: dict[str, str]
     compression: str | None  # "zlib-stream" when honoured, else None (plain text frames)
     at: float
+    client: str | None = None  # the label of the client that opened it (``patch_discord_urls(client_label=)``)

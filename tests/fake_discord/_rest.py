@@ -33,9 +33,12 @@ from ._world import GuildState, image_size, iso_now
 if TYPE_CHECKING:
     from ._server import FakeDiscord
 
-__all__ = ["API_PREFIX", "Rest", "discord_error"]
+__all__ = ["API_PREFIX", "CLIENT_LABEL", "Rest", "client_label", "discord_error"]
 
 API_PREFIX = "/api/v10"
+# A word in a request's User-Agent that names the client process, for tests that run several bot
+# processes against one fake: "fake-client/shard-0". Discord itself cannot tell them apart.
+CLIENT_LABEL = "fake-client/"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MESSAGE_FLAG_EPHEMERAL = 1 << 6
@@ -66,6 +69,14 @@ def _new_file_index(item: dict[str, Any]) -> int | None:
     except (TypeError, ValueError):
         return None
     return value if value < 10 else None
+
+
+def client_label(request: web.Request) -> str | None:
+    """The label a client put in its User-Agent (see ``CLIENT_LABEL``), or None."""
+    for word in request.headers.get("User-Agent", "").split():
+        if word.startswith(CLIENT_LABEL):
+            return word[len(CLIENT_LABEL):]
+    return None
 
 
 def _unknown(what: str, code: int) -> web.Response:
@@ -151,7 +162,7 @@ class Rest:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         fake = self.fake
-        record = RequestRecord(request.method, request.path, dict(request.query), time.monotonic())
+        record = RequestRecord(request.method, request.path, dict(request.query), time.monotonic(), client_label(request))
         fake._record(fake.requests, record)
         if request.match_info.http_exception is not None:
             fake._record(fake.unknown_routes, record)
@@ -287,6 +298,7 @@ class Rest:
         message["mention_roles"] = re.findall(r"<@&(\d+)>", content) if parse is None or "roles" in parse else []
         message["mentions"] = [{"id": uid} for uid in re.findall(r"<@!?(\d+)>", content)] if parse is None or "users" in parse else []
         self._record_uploads(uploads)
+        self.fake.sent_by[mid] = client_label(request)
         self.fake._record(self.fake.messages, message)
         if self.fake.echo_bot_events and not flags & MESSAGE_FLAG_EPHEMERAL:
             await self.fake.gateway.dispatch("MESSAGE_CREATE", world.gateway_message(message))
@@ -352,7 +364,7 @@ class Rest:
         return json_response({"url": self.fake.ws_url})
 
     async def get_gateway_bot(self, request: web.Request) -> web.Response:
-        return json_response({"url": self.fake.ws_url, "shards": 1, "session_start_limit": {
+        return json_response({"url": self.fake.ws_url, "shards": self.fake.shard_count, "session_start_limit": {
             "total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1}})
 
     async def get_me(self, request: web.Request) -> web.Response:

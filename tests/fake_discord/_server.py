@@ -33,6 +33,12 @@ class FakeDiscord:
 
     The world starts with a bot user (id == application id), users ``owner``, ``alice``, ``bob``, and
     one guild with one text channel ``general`` that everyone is a member of.
+
+    Sharded clients work as on Discord: each shard's session sees only its own guilds (a guild's
+    shard is ``(guild_id >> 22) % shard_count``; ``add_guild(shard=)`` picks it) and DMs arrive
+    on shard 0. Several processes can tell themselves apart with ``patch_discord_urls(client_label=)``;
+    the fake then records which client sent each request (``requests``, ``sent_by``) and opened
+    each gateway session.
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class FakeDiscord:
         application_flags: int = _APPLICATION_FLAGS,
         echo_bot_events: bool = True,
         default_timeout: float = 5.0,
+        shard_count: int = 1,
     ) -> None:
         """
         token: the bot token REST and IDENTIFY must carry (None accepts any).
@@ -61,7 +68,10 @@ class FakeDiscord:
         echo_bot_events: dispatch MESSAGE_CREATE/UPDATE/DELETE and reactions for the bot's own
             REST actions back over the gateway, as Discord does.
         default_timeout: seconds the ``wait_for*`` helpers wait when not told.
+        shard_count: the shards ``GET /gateway/bot`` recommends, which an ``AutoShardedClient``
+            given no shard_count runs.
         """
+        assert shard_count >= 1, "Discord recommends at least one shard"
         self.token = token
         self.heartbeat_interval = heartbeat_interval
         self.interaction_timeout = interaction_timeout
@@ -69,6 +79,7 @@ class FakeDiscord:
         self.application_flags = application_flags
         self.echo_bot_events = echo_bot_events
         self.default_timeout = default_timeout
+        self.shard_count = shard_count
         self.world = World(application_id=application_id, bot_name=bot_name, guild_name=guild_name,
                            upload_limit=upload_limit, premium_tier=premium_tier)
         self.gateway = Gateway(self)
@@ -78,6 +89,9 @@ class FakeDiscord:
         self.requests: list = []  # RequestRecord, every HTTP request
         self.unknown_routes: list = []  # RequestRecord, routes the fake does not implement (404)
         self.messages: list[dict[str, Any]] = []  # messages the bot created (channel, interaction, followup)
+        # message id -> label of the client that created it through REST (None: unlabelled, or sent
+        # through an interaction callback or webhook, which discord.py sends without its User-Agent)
+        self.sent_by: dict[int, str | None] = {}
         self.followups: list[dict[str, Any]] = []  # messages created or filled through interaction webhooks
         self.edits: list[Edit] = []
         self.uploads: list[Upload] = []
@@ -193,6 +207,29 @@ class FakeDiscord:
     def add_user(self, username: str, *, bot: bool = False) -> dict[str, Any]:
         """A new user, member of every guild. Add users before the bot connects."""
         return self.world.add_user(username, bot=bot)
+
+    def add_guild(self, name: str, *, shard: tuple[int, int] | None = None, guild_id: int | None = None,
+                  owner: dict[str, Any] | int | None = None) -> int:
+        """A new guild everyone is a member of, without channels; returns its id. Add guilds before
+        the bot connects.
+
+        shard: ``(shard_id, shard_count)``: give the guild an id on that shard. guild_id: choose the
+        id yourself (``(n << 22) | 1`` is on shard ``n % shard_count``). Default: a fresh snowflake.
+        """
+        world = self.world
+        if shard is not None:
+            shard_id, shard_count = shard
+            assert 0 <= shard_id < shard_count, f"shard {shard_id} is not one of {shard_count}"
+            # Creation times near Discord's epoch: far below the fake's own ids, so never one of them.
+            step = 1
+            while (guild_id := ((shard_count * step + shard_id) << 22) | 1) in world.guilds:
+                step += 1
+        return world.add_guild(name, owner_id=world.user_id(owner, world.owner), guild_id=guild_id).id
+
+    def open_dm(self, user: dict[str, Any] | int | None = None) -> dict[str, Any]:
+        """The DM channel between the bot and ``user`` (default alice); pass it as ``channel=``."""
+        world = self.world
+        return world.add_dm_channel(world.user_id(user, world.alice))
 
     def add_text_channel(self, name: str, *, guild_id: int | None = None) -> dict[str, Any]:
         """A new text channel. Add channels before the bot connects."""

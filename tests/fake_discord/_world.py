@@ -124,8 +124,10 @@ class World:
         return copy.deepcopy(user)
 
     def add_guild(self, name: str, *, owner_id: int, upload_limit: int = DEFAULT_UPLOAD_LIMIT,
-                  premium_tier: int = 0) -> GuildState:
-        gid = self.snowflake()
+                  premium_tier: int = 0, guild_id: int | None = None) -> GuildState:
+        """A guild everyone is a member of. guild_id: a chosen id (its bits from 22 up pick its shard)."""
+        gid = guild_id or self.snowflake()
+        assert gid not in self.guilds, f"the fake already has a guild {gid}"
         everyone = {"id": str(gid), "name": "@everyone", "permissions": str(Permissions.EVERYONE), "position": 0,
                     "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
         bot_role = {"id": str(self.snowflake()), "name": "Dreambot", "permissions": str(Permissions.BOT),
@@ -151,6 +153,17 @@ class World:
                    "rate_limit_per_user": 0, "last_message_id": None, "flags": 0}
         self.channels[cid] = channel
         guild.channel_ids.append(cid)
+        return copy.deepcopy(channel)
+
+    def add_dm_channel(self, user_id: int) -> dict[str, Any]:
+        """The direct-message channel between the bot and a user (Discord keeps one per user)."""
+        for channel in self.channels.values():
+            if channel["type"] == 1 and int(channel["recipients"][0]["id"]) == user_id:
+                return copy.deepcopy(channel)
+        cid = self.snowflake()
+        channel = {"id": str(cid), "type": 1, "recipients": [self.user_payload(user_id)], "last_message_id": None,
+                   "flags": 0}
+        self.channels[cid] = channel
         return copy.deepcopy(channel)
 
     def new_token(self, prefix: str) -> str:

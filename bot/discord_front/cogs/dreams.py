@@ -159,7 +159,14 @@ class Dreams(commands.Cog):
 
     async def _recover_after_ready(self) -> None:
         await self.bot.wait_until_ready()
-        await self._rerun_all(await self.bot.service.recover(_is_discord_job, on_adopted=self._rerun_all))
+        await self._rerun_all(await self.bot.service.recover(self._takes_back, on_adopted=self._rerun_all))
+
+    def _takes_back(self, record: JobRecord) -> bool:
+        # With several sharded processes, a guild's unfinished jobs go back to the process holding
+        # its shard (shard 0 for DMs): the one that has its channels cached and hears its commands
+        # and buttons, so each guild is only ever answered by one process.
+        guild_id = int(record.guild_id) if record.guild_id is not None else None
+        return _is_discord_job(record) and self.bot.holds_guild(guild_id)
 
     async def _rerun_all(self, records: list[JobRecord]) -> None:
         # Called at start and whenever the service adopts jobs whose process died since.
@@ -167,7 +174,7 @@ class Dreams(commands.Cog):
             await self._rerun(record)
 
     async def _rerun(self, record: JobRecord) -> None:
-        assert record.channel_id is not None, "_is_discord_job keeps only jobs with a channel"
+        assert record.channel_id is not None, "_takes_back keeps only jobs with a channel"
         channel = self.bot.get_channel(int(record.channel_id))
         if channel is None:
             try:
