@@ -33,6 +33,7 @@ from core.spec import check_options, compile_job, restore_job
 
 from .commands import Request, command_help
 from .executor import Executor, ExecutorClosed
+from .metrics import Metrics
 from .pricing import job_time_cap, over_cap_reason
 from .store import GuildSettings, JobRecord, LikeResult, NotFound, RateLimits, Store, wait_text
 
@@ -121,7 +122,8 @@ class DreamService:
     set a lower one. compile, restore: `core.spec.compile_job` and `restore_job`, or stand-ins
     with their signatures (tests). owner: this process's name in job leases (unique per process
     start); heartbeat_seconds: how often it renews its leases (well under the store's lease_seconds)
-    and looks for jobs a dead process left behind.
+    and looks for jobs a dead process left behind. metrics: where refusals and job seconds are
+    counted (`self.metrics`; one over this store and executor by default).
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class DreamService:
         restore: Restorer = restore_job,
         owner: str | None = None,
         heartbeat_seconds: float = 10.0,
+        metrics: Metrics | None = None,
     ):
         if not 0 < heartbeat_seconds < store.lease_seconds:
             raise ValueError(f"heartbeat_seconds ({heartbeat_seconds:g}) must be more than 0 and less than "
@@ -149,6 +152,7 @@ class DreamService:
         self.results_dir.mkdir(parents=True, exist_ok=True)
         self._tracked: dict[int, _Tracked] = {}
         self._closing = False
+        self.metrics = metrics or Metrics(store, executor)
         self.owner = owner or process_owner_id()
         self.heartbeat_seconds = heartbeat_seconds
         self._heartbeat: asyncio.Task | None = None
@@ -163,27 +167,31 @@ class DreamService:
         """
         assert request.is_job, f"submit takes job commands, not {request.name}; use answer()"
         if self._closing:
-            return Denied("the bot is stopping; try again in a minute")
+            return self._refuse("stopping", "the bot is stopping; try again in a minute")
         try:
             # Reads image headers only; off the event loop all the same, as a hostile header may be slow.
             spec = await asyncio.to_thread(self._compile, request.name, request.params, images=list(images), seed=request.seed)
         except DreamError as exc:
-            return Denied(f"{exc}; see {self.prefix}help {request.name}")
+            return self._refuse("invalid_request", f"{exc}; see {self.prefix}help {request.name}")
         predicted = self.executor.predict(spec)
         cap = await self._time_cap(requester)
         if predicted > cap:
-            return Denied(over_cap_reason(spec, predicted, cap))
+            return self._refuse("over_time_cap", over_cap_reason(spec, predicted, cap))
         admission = await self.store.admit_and_create_job(
             spec, user_id=requester.user_id, guild_id=requester.guild_id, channel_id=requester.channel_id,
             roles=requester.roles, owner=self.owner,
         )
         if not admission.allowed:
-            return Denied(admission.reason, admission.retry_after)
+            return self._refuse(admission.refusal, admission.reason, admission.retry_after)
         assert admission.job_id is not None
         self._start(admission.job_id, spec, requester.user_id, requester.guild_id, cap, predicted)
         place = self.executor.place(str(admission.job_id))
         position, wait = (place.position, place.wait_seconds) if place is not None else (0, 0.0)
         return Accepted(admission.job_id, spec, predicted, position, wait)
+
+    def _refuse(self, why: str, reason: str, retry_after: float = 0.0) -> Denied:
+        self.metrics.admission_refused(why)
+        return Denied(reason, retry_after)
 
     def check(self, request: Request) -> Denied | None:
         """Refuse a job whose options are wrong before its inputs are fetched (None: they look right).
@@ -193,7 +201,7 @@ class DreamService:
         try:
             check_options(request.name, request.params, seed=request.seed)
         except DreamError as exc:
-            return Denied(f"{exc}; see {self.prefix}help {request.name}")
+            return self._refuse("invalid_request", f"{exc}; see {self.prefix}help {request.name}")
         return None
 
     async def follow(self, job_id: int, on_progress: ProgressSink | None = None) -> JobOutcome:
@@ -381,6 +389,7 @@ class DreamService:
         path = await asyncio.to_thread(self._save, job_id, result)
         if not await self.store.finish_job(job_id, result.timings, str(path), owner=self.owner):
             return await self._lost_outcome(job_id)
+        self.metrics.job_finished(tracked.spec.kind, time.monotonic() - (tracked.started or time.monotonic()))
         return JobOutcome(job_id, "done", result=result, result_path=path, spec=tracked.spec)
 
     async def _lost_outcome(self, job_id: int) -> JobOutcome:

@@ -95,7 +95,8 @@ class JobPresenter:
             return await post.send(content + (f"\n_{note}_" if note else ""), file, view)
 
         try:
-            message, _ = await send_fitted(send, result.data, result.mime_type, f"{kind}-{job_id}", post.upload_limit)
+            message, _ = await send_fitted(send, result.data, result.mime_type, f"{kind}-{job_id}", post.upload_limit,
+                                           on_retry=self.bot.service.metrics.upload_retried)
         except discord.HTTPException as exc:
             log.warning("could not post job %s: %s", job_id, exc)
             await progress.finish(f"❌ job #{job_id} finished but Discord refused the upload (HTTP {exc.status})")

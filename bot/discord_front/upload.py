@@ -64,8 +64,9 @@ async def send_fitted(
     limit: int,
     *,
     attempts: int = 3,
+    on_retry: Callable[[], None] | None = None,
 ) -> tuple[discord.Message, FittedFile]:
-    """Send through `send(file, note)`; on HTTP 413 halve the limit and try again."""
+    """Send through `send(file, note)`; on HTTP 413 halve the limit and try again (calling `on_retry`)."""
     for attempt in range(attempts):
         fitted = await fit_to_limit(data, mime, stem, limit)
         try:
@@ -75,4 +76,6 @@ async def send_fitted(
             if exc.status != 413 or attempt == attempts - 1:
                 raise
             limit = min(limit, len(fitted.data)) // 2
+            if on_retry is not None:
+                on_retry()
     raise AssertionError("unreachable: the loop returns or raises")

@@ -343,6 +343,10 @@ class PoolExecutor:
 
     # -- introspection ---------------------------------------------------------------------------
 
+    def live_workers(self) -> int:
+        """Workers that are up and able to take a job (idle or busy), not starting, stopping or dead."""
+        return sum(1 for worker in self._workers if worker.state in (_State.IDLE, _State.BUSY))
+
     def worker_pids(self) -> tuple[int, ...]:
         """Process ids of the live workers (each on its own machine), in slot order."""
         return tuple(worker.handle.pid for worker in self._workers if worker.state is not _State.DEAD and worker.handle.pid)

@@ -84,3 +84,7 @@ class Executor(Protocol):
     def running(self) -> tuple[str, ...]:
         """Ids of jobs a worker is running now."""
         ...
+
+    def live_workers(self) -> int:
+        """How many workers are up and able to take a job (for health checks and metrics)."""
+        ...

@@ -126,17 +126,18 @@ async def admit_locked(
                 False,
                 0.0,
                 f"you already have {limits.max_active_jobs} {jobs} queued or running; wait for one to finish or cancel one",
+                refusal="active_jobs",
             )
 
     decisions: dict[str, _gcra.Decision] = {}
-    refusals: list[tuple[float, str]] = []
+    refusals: list[tuple[float, str, str]] = []
     if limits.user_burst > 0:
         decision = _gcra.decide(
             tats[user_key(user_id)], now, burst=limits.user_burst, interval=limits.user_refill_seconds
         )
         decisions[user_key(user_id)] = decision
         if not decision.allowed:
-            refusals.append((decision.retry_after, f"you can start another job in {wait_text(decision.retry_after)}"))
+            refusals.append((decision.retry_after, f"you can start another job in {wait_text(decision.retry_after)}", "user_rate"))
     if guild_id is not None and limits.guild_jobs_per_hour > 0:
         per_hour = limits.guild_jobs_per_hour
         decision = _gcra.decide(tats[guild_key(guild_id)], now, burst=per_hour, interval=3600.0 / per_hour)
@@ -147,12 +148,13 @@ async def admit_locked(
                     decision.retry_after,
                     f"this server has reached its limit of {per_hour} jobs per hour; "
                     f"try again in {wait_text(decision.retry_after)}",
+                    "server_rate",
                 )
             )
     if refusals:
         # Nothing is consumed unless every limit agrees; report the longest wait.
-        retry_after, reason = max(refusals)
-        return Admission(False, retry_after, reason)
+        retry_after, reason, refusal = max(refusals)
+        return Admission(False, retry_after, reason, refusal=refusal)
 
     for key, decision in decisions.items():
         await session.execute(

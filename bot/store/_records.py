@@ -49,6 +49,7 @@ class Admission:
     retry_after: float = 0.0  # seconds; 0 when allowed or when the wait depends on a job finishing
     reason: str = ""  # one line for the user when refused
     job_id: int | None = None  # set by admit_and_create_job when allowed
+    refusal: str = ""  # which limit refused it: "active_jobs", "user_rate" or "server_rate" (for metrics)
 
 
 @dataclass(frozen=True)

@@ -338,6 +338,17 @@ class Store:
             assert job is not None, "a job just updated exists"
             return _job_record(job, inputs=True)
 
+    async def job_counts(self) -> dict[tuple[str, str], int]:
+        """How many jobs there are of each (kind, status), over all servers."""
+        async with self._reading() as session:
+            rows = await session.execute(select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status))
+            return {(kind, status): int(n) for kind, status, n in rows.all()}
+
+    async def ping(self) -> None:
+        """Raise when the database cannot be reached (a health check)."""
+        async with self._reading() as session:
+            await session.execute(select(1))
+
     async def get_job(self, job_id: int) -> JobRecord | None:
         async with self._reading() as session:
             job = await session.get(Job, job_id)

@@ -186,7 +186,7 @@ async def test_echoed_text_cannot_ping(world):
 async def test_upload_413_is_retried_smaller_and_the_limit_is_respected(world, photo_bytes):
     fake = world.fake
     big_photo = photo_bytes("astronaut.png", (400, 400))
-    async with world.bot():
+    async with world.bot() as client:
         fake.fail_next_upload()
         await fake.dispatch_message("!dream steps:1 octaves:1", attachments=[fake.add_attachment(big_photo, "big.png")])
         upload = await fake.wait_for_upload()
@@ -199,6 +199,8 @@ async def test_upload_413_is_retried_smaller_and_the_limit_is_respected(world, p
         assert len(fitted.data) <= 60_000 and decoded(fitted.data).format == "JPEG"
         message = next(m for m in fake.messages if int(m["id"]) == fitted.message_id)
         assert "to fit the upload limit" in message["content"]
+        # Only the refused upload was sent again; the second was fitted before its first try.
+        assert client.service.metrics.registry.get_sample_value("dreambot_uploads_retried_total") == 1
 
 
 async def test_gateway_disconnect_resumes_and_commands_still_work(world, photo):
