@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-gpu soak venv clean postgres
+.PHONY: demo test bench bench-gpu soak venv clean postgres chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ demo: $(STAMP)
 postgres:
 	sh scripts/ensure-postgres.sh
 
-test: $(STAMP) postgres
+# The web gallery's browser tests drive headless Chromium; this installs the Debian packages
+# chromium and chromium-driver when missing.
+chromium:
+	sh scripts/ensure-chromium.sh
+
+test: $(STAMP) postgres chromium
 	$(PY) -m pytest -q
 
 # Speed against the naive loop, then the cost model's predictions against measured seconds.
@@ -37,6 +42,7 @@ clean:
 	rm -rf $(VENV) demo-out out
 
 # Many tiny jobs through two bot processes on one database, with workers and bots killed (SIGKILL);
-# prints the counts. A reduced size runs inside `make test` (tests/bot/test_soak.py).
+# prints the counts. A reduced size runs inside `make test` (tests/bot/test_soak.py), on both databases.
+# On PostgreSQL (a throwaway server): make soak SOAK_ARGS=--postgres
 soak: $(STAMP)
-	$(PY) -m tests.soak --jobs 300 --worker-kills 30 --bot-kills 3
+	$(PY) -m tests.soak --jobs 300 --worker-kills 30 --bot-kills 3 $(SOAK_ARGS)

@@ -1,4 +1,4 @@
-"""`python -m tests.soak [--jobs N --worker-kills K --bot-kills B --database-url URL]`: run the soak, print its counts."""
+"""`python -m tests.soak [--jobs N --worker-kills K --bot-kills B] [--postgres | --database-url URL]`: run the soak, print its counts."""
 
 from __future__ import annotations
 
@@ -15,12 +15,23 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--worker-kills", type=int, default=30)
     parser.add_argument("--bot-kills", type=int, default=3)
-    parser.add_argument("--database-url", default=None, help="default: a new SQLite file in the work folder")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--database-url", default=None, help="default: a new SQLite file in the work folder")
+    where.add_argument("--postgres", action="store_true", help="on a throwaway PostgreSQL server started for the soak")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a new temporary folder")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if not args.postgres:
+        return _run(args, args.database_url)
+    from tests.pg_server import PostgresServer
+
+    with PostgresServer.running() as server:
+        return _run(args, server.create_database())
+
+
+def _run(args: argparse.Namespace, database_url: str | None) -> int:
     report = asyncio.run(soak(jobs=args.jobs, worker_kills=args.worker_kills, bot_kills=args.bot_kills,
-                              database_url=args.database_url, workdir=args.workdir, seed=args.seed))
+                              database_url=database_url, workdir=args.workdir, seed=args.seed))
     print("\n".join(report.lines()))
     return 1 if report.problems() else 0
 

@@ -27,7 +27,7 @@ from tests.bot.fake_runners import fake_compile, fake_restore
 
 TICKETS = 1_000_000  # seeds of process i are i * TICKETS + ticket
 USERS, GUILDS = 5, 3  # jobs come from a few users in a few servers, so the fair queue has work to do
-JOB = {"steps": 3, "sleep": 0.03}  # about 0.1 s of "work"
+JOB = {"steps": 4, "sleep": 0.05}  # about 0.2 s of "work": long enough for kills to land mid-job
 
 
 async def next_ticket(store: Store, index: int) -> int:

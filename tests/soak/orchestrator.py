@@ -135,7 +135,7 @@ async def soak(
         try:
             for bot in bots:
                 await bot.start()
-            runs = workdir / "runs.log"
+            runs, killed = workdir / "runs.log", set()
             while True:
                 if time.monotonic() - started > deadline:
                     raise TimeoutError(f"the soak did not finish in {deadline:.0f} s; see the logs in {workdir}")
@@ -144,7 +144,7 @@ async def soak(
                     if bot.proc is not None and bot.proc.returncode is not None:
                         raise RuntimeError(f"bot {bot.index} exited by itself with code {bot.proc.returncode}; see {bot.log}")
                 if report.worker_kills < worker_kills and submitted >= (report.worker_kills + 1) * jobs / (worker_kills + 1):
-                    if _kill_a_busy_worker(runs, rng):
+                    if _kill_a_busy_worker(runs, rng, killed):
                         report.worker_kills += 1
                 if report.bot_kills < bot_kills and submitted >= (report.bot_kills + 1) * jobs / (bot_kills + 1):
                     bot = bots[report.bot_kills % BOTS]
@@ -167,26 +167,31 @@ async def _counts(store: Store) -> tuple[int, int]:
     return len(rows), sum(1 for status in rows if status in ("queued", "running"))
 
 
-def _kill_a_busy_worker(runs: Path, rng: random.Random) -> bool:
-    """SIGKILL a worker whose last logged run started and has not ended; False when none is busy now."""
+def _kill_a_busy_worker(runs: Path, rng: random.Random, killed: set[int]) -> bool:
+    """SIGKILL a worker whose last logged run started and has not ended; False when none is busy now.
+
+    `killed` remembers the victims: a killed process lingers a moment before it is gone."""
     last: dict[int, str] = {}
     if runs.exists():
         for line in runs.read_text().splitlines():
             event, _seed, pid, _when = line.split()
             last[int(pid)] = event
-    busy = [pid for pid, event in last.items() if event == "start" and _alive(pid)]
+    busy = [pid for pid, event in last.items() if event == "start" and pid not in killed and _alive(pid)]
     if not busy:
         return False
-    os.kill(rng.choice(busy), signal.SIGKILL)
+    victim = rng.choice(busy)
+    os.kill(victim, signal.SIGKILL)
+    killed.add(victim)
     return True
 
 
 def _alive(pid: int) -> bool:
+    """Running, not a zombie: a killed worker stays in the process table until its bot reaps it."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def _check(store: Store, report: SoakReport, workdir: Path, shares: list[int]) -> None:
