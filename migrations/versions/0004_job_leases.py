@@ -28,7 +28,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
+    # Altered in place, never copied: on SQLite, dropping the old copy of `jobs` would delete the
+    # gallery entries (and their likes) that reference it, through ON DELETE CASCADE.
+    with op.batch_alter_table("jobs", recreate="never") as batch:
         batch.drop_index("ix_jobs_owner")
         batch.drop_column("lease_expires_at")
         batch.drop_column("owner")

@@ -94,6 +94,9 @@ async def test_the_lease_columns_arrive_on_a_database_that_holds_unfinished_jobs
                 "INSERT INTO jobs (user_id, kind, params, seed, status, created_at) "
                 f"VALUES ('u', 'zoom', '{{\"frames\": 3}}', 3, '{status}', '2024-01-01 00:00:00')"
             )
+        conn.execute("INSERT INTO gallery_entries (job_id, message_link, kind, params, likes, created_at) "
+                     "VALUES (3, 'https://discord/3', 'zoom', '{}', 1, '2024-01-01 00:00:00')")
+        conn.execute("INSERT INTO likes (entry_id, user_id, created_at) VALUES (1, 'fan', '2024-01-01 00:00:00')")
     async with Store.open(url, upgrade=True) as store:
         orphans = await store.orphaned_jobs()
         assert [(j.status, j.owner) for j in orphans] == [("queued", None), ("running", None)], \
@@ -103,6 +106,8 @@ async def test_the_lease_columns_arrive_on_a_database_that_holds_unfinished_jobs
     await asyncio.to_thread(command.downgrade, alembic_config(url), "0003")
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (3,)
+        assert conn.execute("SELECT count(*) FROM gallery_entries").fetchone() == (1,), "the done job's gallery entry is kept"
+        assert conn.execute("SELECT count(*) FROM likes").fetchone() == (1,)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
     assert "owner" not in columns and "lease_expires_at" not in columns
 
