@@ -127,7 +127,7 @@ def _split_paths(words: list[str]) -> tuple[list[str], list[Path]]:
     files = [Path(w).expanduser() for w in words[1:] if ":" not in w and "=" not in w and Path(w).expanduser().is_file()]
     kept = [words[0]] + [w for w in words[1:] if Path(w).expanduser() not in files]
     for word in kept[1:]:
-        if "/" in word or Path(word).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"):
+        if "/" in word or Path(word).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".mp4", ".webm", ".mov"):
             raise CommandError(f"no such file: {word}")
     return kept, files
 

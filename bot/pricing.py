@@ -18,6 +18,7 @@ LOWER_HINTS = {
     "dream": "a smaller max_side, fewer steps or fewer octaves",
     "visualize": "a smaller size or fewer steps",
     "zoom": "fewer frames or a smaller size",
+    "video": "a shorter clip, a smaller max_side or fewer steps",
 }
 
 

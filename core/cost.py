@@ -20,9 +20,11 @@ import math
 from dataclasses import dataclass, replace
 from typing import Mapping
 
+from .clips import work_size
+from .video import CoherenceSettings, refresh_settings
 from .dream import TILE_MARGIN, DreamSettings, _patch_bounds, _tile_edges, octave_sizes
 from .models.registry import ModelEntry, get_entry, resolve_layers
-from .params import DreamParams, VisualizeParams, ZoomParams, fields_for
+from .params import DreamParams, VideoParams, VisualizeParams, ZoomParams, fields_for
 
 __all__ = ["JobCost", "Rates", "DEFAULT_RATES", "BACKWARD_RATIO", "job_cost", "seconds", "work_share", "RateMeter"]
 
@@ -49,6 +51,13 @@ RESIZE_WEIGHT = 0.07  # LANCZOS shrink of GIF frames that overshoot the byte bud
 # GIF bytes per pixel at each colour count that `encode_gif` tries, for dreamt frames (measured on
 # zooms from noise and photos; noise-like detail compresses badly, so these are on the high side).
 GIF_BYTES_PER_PIXEL = {256: 1.1, 128: 0.9, 64: 0.72, 32: 0.56, 16: 0.44}
+
+# A clip (core/video.py), per frame megapixel, measured the same way at 320 px: decoding H.264 and
+# fitting the frame (per source megapixel); the two DIS flows and their warps between consecutive
+# frames (counted with decoding, as the runner times them under "decode"); and one H.264 encode.
+VIDEO_DECODE_WEIGHT = 0.37
+FLOW_WEIGHT = 1.9
+VIDEO_ENCODE_WEIGHT = 0.25
 
 # A render step runs the Fourier image, five transforms and Adam around its pass, forward and
 # backward: about as many small operations as two more passes, so it counts as three.
@@ -128,13 +137,18 @@ def work_share(cost: JobCost, rates: Rates | None = None) -> float:
 # -- counting --------------------------------------------------------------------------------------
 
 
-def job_cost(kind: str, params: DreamParams | VisualizeParams | ZoomParams, image_size: tuple[int, int] | None) -> JobCost:
+def job_cost(kind: str, params: DreamParams | VisualizeParams | ZoomParams | VideoParams, image_size: tuple[int, int] | None,
+             *, frames: int = 1) -> JobCost:
     """The work of one job of `kind` with validated `params`.
 
     image_size: (width, height) of the photo as decoded (`core.images.probe_image`): a dream's
-    photo, a zoom's optional start photo (None: the zoom starts from noise); ignored for visualize.
+    photo, a zoom's optional start photo (None: the zoom starts from noise), a clip's frames
+    (`core.clips.probe_clip`); ignored for visualize. frames: a clip's frame count.
     """
     entry = get_entry(params.model)
+    if kind == "video":
+        assert isinstance(params, VideoParams) and image_size is not None, "a video is priced from VideoParams and its clip's size"
+        return _video_cost(entry, params, image_size, frames)
     if kind == "dream":
         assert isinstance(params, DreamParams) and image_size is not None, "a dream is priced from DreamParams and its photo's size"
         return _dream_cost(entry, params, image_size)
@@ -188,6 +202,25 @@ def _dream_cost(entry: ModelEntry, p: DreamParams, image_size: tuple[int, int]) 
         passes=passes,
         decode=DECODE_WEIGHT * image_size[0] * image_size[1] / 1e6,
         encode=width * height / 1e6,
+    )
+
+
+def _video_cost(entry: ModelEntry, p: VideoParams, source: tuple[int, int], frames: int) -> JobCost:
+    width, height = work_size(source, p.max_side)
+    settings = fields_for(DreamSettings, p)
+    first = _dream_work(height, width, settings, entry.stride)
+    # Later frames refresh carried detail with a shorter dream (core.video.refresh_settings), unless each is dreamt alone.
+    later = _dream_work(height, width, refresh_settings(settings, fields_for(CoherenceSettings, p)), entry.stride) if p.blend > 0 else first
+    megapixels, passes = first[0] + (frames - 1) * later[0], first[1] + (frames - 1) * later[1]
+    gflops = entry.gflops_per_megapixel[_deepest(entry, p.layer)]
+    frame_megapixels = width * height / 1e6
+    flows = frames - 1 if p.blend > 0 and p.flow else 0
+    encode = frames * (_gif_frame(width, height) if p.format == "gif" else frame_megapixels)  # WebP costs about a PNG
+    return JobCost(
+        network=gflops * (1 + BACKWARD_RATIO) * megapixels,
+        passes=passes,
+        decode=VIDEO_DECODE_WEIGHT * frames * source[0] * source[1] / 1e6 + FLOW_WEIGHT * flows * frame_megapixels,
+        encode=VIDEO_ENCODE_WEIGHT * encode if p.format == "mp4" else encode,
     )
 
 

@@ -2,7 +2,9 @@
 
     DreamError                  base class; str(error) is a complete sentence for the user
     ├── InvalidImage            missing, empty, truncated or not an image at all
-    │   └── ImageTooLarge       header declares more pixels than allowed (refused before decoding)
+    │   ├── ImageTooLarge       header declares more pixels than allowed (refused before decoding)
+    │   └── InvalidVideo        a clip that is damaged, truncated or has no video track
+    │       └── VideoTooLarge   container says too long, too many frames or pixels (refused before decoding)
     ├── InvalidParameter        a parameter outside its allowed range or of the wrong type
     ├── UnknownName             a name that is not in a list; carries the closest valid names
     │   ├── UnknownModel
@@ -18,6 +20,8 @@ __all__ = [
     "DreamError",
     "InvalidImage",
     "ImageTooLarge",
+    "InvalidVideo",
+    "VideoTooLarge",
     "InvalidParameter",
     "UnknownName",
     "UnknownModel",
@@ -37,6 +41,14 @@ class InvalidImage(DreamError):
 
 
 class ImageTooLarge(InvalidImage):
+    pass
+
+
+class InvalidVideo(InvalidImage):
+    """A kind of InvalidImage: a clip is a dream's input as a photo is, so whatever reports a bad input reports a bad clip."""
+
+
+class VideoTooLarge(InvalidVideo):
     pass
 
 

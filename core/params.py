@@ -15,13 +15,13 @@ from typing import Any, get_type_hints
 from .errors import InvalidParameter
 
 __all__ = [
-    "DreamParams", "VisualizeParams", "ZoomParams", "JobParams", "PARAMS_BY_KIND",
+    "DreamParams", "VisualizeParams", "ZoomParams", "VideoParams", "JobParams", "PARAMS_BY_KIND",
     "validate_params", "param_help", "as_dict", "params_from_dict", "fields_for",
 ]
 
 
-def _spec(default: Any, lo: float | None = None, hi: float | None = None, help: str = "") -> Any:
-    return field(default=default, metadata={"lo": lo, "hi": hi, "help": help})
+def _spec(default: Any, lo: float | None = None, hi: float | None = None, help: str = "", choices: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"lo": lo, "hi": hi, "help": help, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,29 @@ class ZoomParams:
     max_bytes: int = _spec(10 * 1024 * 1024, 64 * 1024, 500 * 1024 * 1024, "byte budget of the GIF")
 
 
-JobParams = DreamParams | VisualizeParams | ZoomParams
-PARAMS_BY_KIND: dict[str, type] = {"dream": DreamParams, "visualize": VisualizeParams, "zoom": ZoomParams}
+@dataclass(frozen=True)
+class VideoParams:
+    """A dream on a clip (see core/video.py). Its dream options mean what a photo's mean, with
+    smaller defaults, as every frame is dreamt; any option a photo's dream takes, a clip's takes."""
+
+    model: str = _spec("efficientnet-lite0", help="network name (see `models`)")
+    layer: str = _spec("mid", help="preset (shallow, mid, deep) or layer name(s), comma-separated")
+    channel: tuple[int, ...] = _spec((), help="channel index(es) in the layer, comma-separated")
+    strength: float = _spec(1.5, 0.05, 10.0, "step size multiplier")
+    steps: int = _spec(6, 1, 100, "gradient steps per octave on the first frame (a third of them on later frames)")
+    octaves: int = _spec(3, 1, 8, "pyramid levels of the first frame (later frames carry its detail)")
+    octave_scale: float = _spec(1.4, 1.1, 2.0, "size ratio between octaves")
+    max_side: int = _spec(320, 64, 4096, "frames' longest side in pixels")
+    tile: int = _spec(512, 128, 2048, "tile size in pixels; larger frames are dreamt tile by tile")
+    jitter: int = _spec(16, 0, 128, "random roll in pixels before each step")
+    blend: float = _spec(0.8, 0.0, 0.95, "share of the previous frame's dream each frame starts from (0: each frame alone)")
+    flow: bool = _spec(True, help="carry the dream along the motion (optical flow); off: blend it in place")
+    format: str = _spec("mp4", help="output: mp4 (with the sound), gif or webp", choices=("mp4", "gif", "webp"))
+    max_bytes: int = _spec(10 * 1024 * 1024, 256 * 1024, 500 * 1024 * 1024, "byte budget of the output")
+
+
+JobParams = DreamParams | VisualizeParams | ZoomParams | VideoParams
+PARAMS_BY_KIND: dict[str, type] = {"dream": DreamParams, "visualize": VisualizeParams, "zoom": ZoomParams, "video": VideoParams}
 
 
 def _coerce(name: str, kind: Any, raw: Any) -> Any:
@@ -118,6 +139,11 @@ def validate_params(kind: str, raw: dict[str, Any] | None = None):
             raise InvalidParameter(f"{name} must be between {_number(lo)} and {_number(hi)}, got {coerced!r}")
         if isinstance(coerced, str) and not coerced:
             raise InvalidParameter(f"{name} must not be empty")
+        choices = known[name].metadata["choices"]
+        if choices and coerced.lower() not in choices:
+            raise InvalidParameter(f"{name} must be one of {', '.join(choices)}, got {coerced!r}")
+        if choices:
+            coerced = coerced.lower()
         values[name] = coerced
     return cls(**values)
 

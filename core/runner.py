@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from PIL import Image
 
+from .clip_encoding import encode_clip
+from .clips import DEFAULT_CLIP_LIMITS, ClipLimits, decode_clip
 from .device import resolve_device
 from .cost import work_share
 from .dream import PRECISIONS, DreamSettings, StepGraphs, dream, dream_batch
@@ -26,9 +28,10 @@ from .models.classes import imagenet_classes, resolve_class
 from .models.network import TappedNetwork
 from .models.registry import get_entry, load_network, resolve_layers
 from .objectives import Objective, channel_objective, class_logit_objective, guide_objective, layer_objective
-from .params import DreamParams, VisualizeParams, ZoomParams, as_dict, fields_for
+from .params import DreamParams, VideoParams, VisualizeParams, ZoomParams, as_dict, fields_for
 from .progress import Span, monotonic, report_stage
 from .render import RenderSettings, classify, render
+from .video import CoherenceSettings, dream_clip
 from .zoom import ZoomSettings, encode_gif, noise_image, zoom_frames
 
 __all__ = ["JobRunner", "build_dream_objective", "keep_freed_memory"]
@@ -69,6 +72,7 @@ class JobRunner:
         *,
         allow_download: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        clip_limits: ClipLimits = DEFAULT_CLIP_LIMITS,
         fast: bool = True,
         precision: str = "auto",
         cuda_graphs: bool | None = None,
@@ -77,6 +81,7 @@ class JobRunner:
         self.device = resolve_device(device)
         self.allow_download = allow_download
         self.max_pixels = max_pixels
+        self.clip_limits = clip_limits
         self.fast = fast
         on_cuda = self.device.type == "cuda"
         if precision != "auto" and precision not in PRECISIONS:
@@ -178,7 +183,7 @@ class JobRunner:
             return exc
 
     def _run(self, spec: JobSpec, params, progress, should_cancel, given: _DreamInput | None = None) -> JobResult:
-        handlers = {"dream": self._dream, "visualize": self._visualize, "zoom": self._zoom}
+        handlers = {"dream": self._dream, "visualize": self._visualize, "zoom": self._zoom, "video": self._video}
         generator = torch.Generator().manual_seed(int(spec.seed))
         started = time.perf_counter() - (given.seconds if given is not None else 0.0)
         with torch.enable_grad():
@@ -334,6 +339,30 @@ class JobRunner:
         meta = {"frames": report.frames, "colors": report.colors, "size": list(report.size), "bytes": report.bytes,
                 "objective": objective.name, "model": net.name}
         return data, "image/gif", meta, {"dream": t1 - t0, "encode": time.perf_counter() - t1}
+
+    def _video(self, spec: JobSpec, p: VideoParams, generator, progress, should_cancel):
+        t0 = time.perf_counter()
+        assert spec.image is not None, "a video spec carries its clip; make specs with core.spec.compile_job"
+        clip = decode_clip(spec.image, max_side=p.max_side, limits=self.clip_limits)
+        net = self.network(p.model)
+        objective = build_dream_objective(net, p.model, p.layer, p.channel, None, self.device)
+        t1 = time.perf_counter()
+        span = _work_span(spec)
+        timings: dict[str, float] = {}
+        frames = dream_clip(net, objective, clip.frames, fields_for(DreamSettings, p), fields_for(CoherenceSettings, p), generator,
+                            device=self.device, progress=progress, should_cancel=should_cancel, span=span,
+                            precision=self.precision_for(p.model), graphs=self.graphs, graph_key=(net.name, objective.name),
+                            timings=timings)
+        t2 = time.perf_counter()
+        report_stage(progress, "encode", span.end)
+        audio = spec.image if clip.info.has_audio and p.format == "mp4" else None
+        data, mime, report = encode_clip(frames, clip.info.fps, p.format, p.max_bytes, audio_source=audio)
+        meta = {"frames": report.frames, "size": list(report.size), "source_size": list(clip.info.size), "fps": report.fps,
+                "bytes": report.bytes, "format": report.format, "audio": report.audio, "objective": objective.name, "model": net.name}
+        # Motion is pixel work, priced with decoding (core.cost.FLOW_WEIGHT): timed with it, so the rates learn it there.
+        flow_seconds = timings.get("flow", 0.0)
+        timings = {"decode": t1 - t0 + flow_seconds, "dream": t2 - t1 - flow_seconds, "encode": time.perf_counter() - t2}
+        return data, mime, meta, timings
 
 
 def keep_freed_memory(max_block: int = 32 << 20, keep: int = 1 << 30) -> bool:

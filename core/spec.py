@@ -11,25 +11,26 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
-from .cost import job_cost
+from .clips import DEFAULT_CLIP_LIMITS, ClipLimits, is_clip, probe_clip
+from .cost import JobCost, job_cost
 from .errors import InvalidImage, InvalidParameter
 from .images import DEFAULT_MAX_PIXELS, probe_image
 from .jobs import JOB_KINDS, JobSpec
 from .models.classes import imagenet_classes, resolve_class
 from .models.registry import get_entry, resolve_layers
-from .params import DreamParams, JobParams, VisualizeParams, ZoomParams, params_from_dict, validate_params
+from .params import DreamParams, JobParams, VideoParams, VisualizeParams, ZoomParams, params_from_dict, validate_params
 
 __all__ = [
-    "SEED_MAX", "MAX_IMAGES", "MissingImage", "compile_job", "check_options", "restore_job",
+    "SEED_MAX", "MAX_IMAGES", "MissingImage", "compile_job", "check_options", "restore_job", "input_kind",
     "resolve_names", "parse_seed", "default_params",
 ]
 
 SEED_MAX = 2**31 - 1  # seeds are shown to users and typed back; 31 bits keep them short and portable
 # How many images each kind takes: a dream's photo and an optional guide; a zoom's optional photo.
-MAX_IMAGES: dict[str, int] = {"dream": 2, "visualize": 0, "zoom": 1}
+MAX_IMAGES: dict[str, int] = {"dream": 2, "visualize": 0, "zoom": 1, "video": 1}
 
 
 class MissingImage(InvalidImage):
@@ -58,7 +59,7 @@ def resolve_names(kind: str, params: JobParams) -> JobParams:
     if isinstance(params, VisualizeParams):
         return replace(params, model=entry.name, target=imagenet_classes()[resolve_class(params.target)])
     layers = resolve_layers(entry, params.layer)
-    if isinstance(params, DreamParams):
+    if isinstance(params, (DreamParams, VideoParams)):
         for layer in layers:
             count = entry.channels[layer]
             bad = [c for c in params.channel if not 0 <= c < count]
@@ -82,7 +83,42 @@ def check_options(kind: str, options: Mapping[str, Any] | None = None, *, seed: 
         raise InvalidParameter(f"unknown job kind {kind!r}; expected one of {', '.join(JOB_KINDS)}")
     if seed is not None:
         parse_seed(seed)
-    return resolve_names(kind, validate_params(kind, dict(options or {})))
+    try:
+        return _checked(kind, options)
+    except InvalidParameter:
+        video_names = {f.name for f in fields(VideoParams)}
+        if kind != "dream" or not all(_field_name(name) in video_names for name in options or {}):
+            raise
+        # A dream's input may turn out to be a clip, which takes more options (blend, flow...):
+        # before the input is seen, a dream's options are right when they are right for either.
+        return _checked("video", options)
+
+
+def _field_name(option: str) -> str:
+    return option.replace("-", "_").lower()  # as core.params.validate_params reads an option's name
+
+
+def _checked(kind: str, options: Mapping[str, Any] | None) -> JobParams:
+    """Options checked for exactly `kind`; a photo's dream given a clip's options says so."""
+    try:
+        return resolve_names(kind, validate_params(kind, dict(options or {})))
+    except InvalidParameter:
+        if kind == "dream" and options:
+            dream_names, video_names = {f.name for f in fields(DreamParams)}, {f.name for f in fields(VideoParams)}
+            only_video = [k for k in options if _field_name(k) not in dream_names and _field_name(k) in video_names]
+            if only_video:
+                raise InvalidParameter(f"{', '.join(only_video)}: for videos only, and the input is a photo") from None
+        raise
+
+
+def input_kind(kind: str, images: Sequence[bytes]) -> str:
+    """The kind a request runs as, by its input's content: a dream on a clip is a "video" job.
+
+    A clip is known by its bytes (`core.clips.is_clip`), never by its name: a PNG named .mp4 is a photo.
+    """
+    if kind in ("dream", "video") and images:
+        return "video" if is_clip(images[0]) else "dream"
+    return kind
 
 
 def compile_job(
@@ -92,15 +128,23 @@ def compile_job(
     images: Sequence[bytes] = (),
     seed: Any = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    clip_limits: ClipLimits = DEFAULT_CLIP_LIMITS,
 ) -> JobSpec:
     """The one way to make a `JobSpec`.
 
     options: raw values by parameter name (text from chat or argv, or typed values); unknown names,
     bad values and unknown model/layer/class names raise a DreamError whose text is one line for
     the user. images: the photo, then the guide (dream), or an optional start photo (zoom); only
-    their headers are read, to check them and to price the job. seed: None picks one at random.
+    their headers are read, to check them and to price the job. A dream whose input is a clip
+    compiles to a "video" job (`input_kind`); its container's metadata is checked against
+    `clip_limits` and prices it. seed: None picks one at random.
     """
-    params = check_options(kind, options)
+    kind = input_kind(kind, images)
+    if kind == "video":
+        return _compile_video(options, images, seed, clip_limits)
+    if kind not in JOB_KINDS:
+        raise InvalidParameter(f"unknown job kind {kind!r}; expected one of {', '.join(JOB_KINDS)}")
+    params = _checked(kind, options)
     if len(images) > MAX_IMAGES[kind]:
         wanted = {0: "no image", 1: "at most one image", 2: "a photo and at most one guide image"}[MAX_IMAGES[kind]]
         raise InvalidParameter(f"{kind} takes {wanted}, got {len(images)}")
@@ -116,9 +160,28 @@ def compile_job(
     return JobSpec(kind=kind, params=params, image=image, guide=guide, seed=seed, cost=cost)  # type: ignore[arg-type]
 
 
+def _compile_video(options: Mapping[str, Any] | None, images: Sequence[bytes], seed: Any, limits: ClipLimits) -> JobSpec:
+    params = _checked("video", options)
+    if not images:
+        raise MissingImage("a video dream needs a clip to dream on")
+    if len(images) > MAX_IMAGES["video"]:
+        raise InvalidParameter("a dream on a video takes no guide image")
+    seed = secrets.randbelow(SEED_MAX + 1) if seed is None else parse_seed(seed)
+    assert isinstance(params, VideoParams), "check_options('video') returns VideoParams"
+    return JobSpec(kind="video", params=params, image=images[0], seed=seed, cost=_video_cost(params, images[0], limits))
+
+
+def _video_cost(params: VideoParams, clip: bytes, limits: ClipLimits = DEFAULT_CLIP_LIMITS) -> JobCost:
+    info = probe_clip(clip, limits=limits)
+    return job_cost("video", params, info.size, frames=info.frames)
+
+
 def restore_job(kind: str, params: Mapping[str, Any], *, seed: int, image: bytes | None = None, guide: bytes | None = None) -> JobSpec:
     """A stored job's spec again (restart recovery): its params were compiled once and are trusted;
     only the price is worked out anew, as the rates may have changed."""
     typed = params_from_dict(kind, dict(params))
+    if kind == "video":
+        assert image is not None, "a stored video job keeps its clip"
+        return JobSpec(kind="video", params=typed, image=image, seed=seed, cost=_video_cost(typed, image))
     size = probe_image(image) if image is not None else None
     return JobSpec(kind=kind, params=typed, image=image, guide=guide, seed=seed, cost=job_cost(kind, typed, size))  # type: ignore[arg-type]

@@ -1,4 +1,8 @@
-"""Getting a user's image safely: checked from metadata first, downloaded with a cap and a timeout."""
+"""Getting a user's image or video safely: checked from metadata first, downloaded with a cap and a timeout.
+
+The metadata only screens out what is plainly something else; the engine tells a photo from a clip
+by the bytes themselves (`core.spec.input_kind`).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ import discord
 
 __all__ = ["ImageSource", "InputRefused", "find_image_urls", "check_attachment", "download", "ALLOWED_TYPES", "CDN_HOSTS"]
 
-ALLOWED_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp")
+ALLOWED_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "video/mp4", "video/webm", "video/quicktime")
+ALLOWED_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".mp4", ".webm", ".mov")
+_WHAT_WE_TAKE = "a photo (PNG, JPEG, WebP, GIF or BMP) or a video (MP4, WebM or MOV)"
 CDN_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 
@@ -33,9 +39,9 @@ def check_attachment(attachment: discord.Attachment, max_bytes: int) -> ImageSou
     """Refuse by metadata (type, size) before a single byte is downloaded."""
     kind = (attachment.content_type or "").split(";")[0].strip().lower()
     if kind and kind not in ALLOWED_TYPES:
-        raise InputRefused(f"{attachment.filename} is {kind}, not a photo (PNG, JPEG, WebP, GIF or BMP)")
-    if not kind and not attachment.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")):
-        raise InputRefused(f"{attachment.filename} does not look like a photo (PNG, JPEG, WebP, GIF or BMP)")
+        raise InputRefused(f"{attachment.filename} is {kind}, not {_WHAT_WE_TAKE}")
+    if not kind and not attachment.filename.lower().endswith(ALLOWED_SUFFIXES):
+        raise InputRefused(f"{attachment.filename} does not look like {_WHAT_WE_TAKE}")
     if attachment.size > max_bytes:
         raise InputRefused(f"{attachment.filename} is {attachment.size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
     return ImageSource(attachment.url, attachment.filename, attachment.size, kind or None)
