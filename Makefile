@@ -33,6 +33,7 @@ test: $(STAMP) postgres chromium
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.cost_check
+	$(PY) -m benchmarks.video
 
 # On a CUDA machine: the GPU figures (step ms at 1024, batched image-steps/s, whole dream), as JSON.
 bench-gpu: $(STAMP)

@@ -17,6 +17,7 @@ from core.errors import DreamError, InvalidParameter
 __all__ = ["main", "build_parser"]
 
 IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+CLIP_SUFFIXES = {".mp4": "mp4", ".gif": "gif", ".webp": "webp"}  # a dream on a clip: the output's format
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -37,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="dreambot", description="DeepDream on the command line and on Discord.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    p = sub.add_parser("dream", help="amplify what a layer sees in a photo")
-    p.add_argument("input", help="photo (JPEG, PNG, WebP, BMP, GIF)")
-    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .webp)")
+    p = sub.add_parser("dream", help="amplify what a layer sees in a photo or a short video")
+    p.add_argument("input", help="photo (JPEG, PNG, WebP, BMP, GIF) or video (MP4, WebM, MOV, animated GIF or WebP)")
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .webp); for a video .mp4, .gif or .webp")
     p.add_argument("--layer", help="preset (shallow, mid, deep) or layer name(s), comma-separated")
     p.add_argument("--channel", help="channel index(es), comma-separated")
     p.add_argument("--guide", help="guide image whose features the dream moves toward")
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--octave-scale", type=float)
     p.add_argument("--max-side", type=int, help="cap on the output's longest side (default 2048)")
     p.add_argument("--tile", type=int, help="tile size in pixels (default 512)")
+    p.add_argument("--blend", type=float, help="video: share of the previous frame's dream each frame starts from (0: each alone)")
+    p.add_argument("--flow", choices=["on", "off"], help="video: carry the dream along the motion (default on)")
     p.add_argument("--seed", type=int, default=0)
     _add_common(p)
 
@@ -80,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
     p.add_argument("--sync-commands", action="store_true", help="register the slash commands with Discord once")
+    p.add_argument("--web", action="store_true", help="serve the web gallery in the same process (WEB_HOST, WEB_PORT)")
+
+    p = sub.add_parser("web", help="serve the web gallery, /healthz and /metrics (no Discord connection)")
+    p.add_argument("--host", help="address to listen on (default: WEB_HOST, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default: WEB_PORT, 8080)")
 
     p = sub.add_parser("db", help="database maintenance")
     p.add_argument("action", choices=["upgrade"], help="upgrade: apply the migrations (safe to repeat)")
@@ -105,11 +113,13 @@ def _read_input(path: str) -> bytes:
         raise InvalidParameter(f"{path} is a folder, not an image") from None
     except OSError as exc:
         raise InvalidParameter(f"cannot read {path}: {exc.strerror}") from None
+    from core.clips import is_clip, probe_clip
     from core.errors import InvalidImage
     from core.images import decode_image
 
     try:
-        decode_image(data)  # checked here so that the error names the file (input or guide)
+        # Checked here so that the error names the file (input or guide); clips by their container only.
+        probe_clip(data) if is_clip(data) else decode_image(data)
     except InvalidImage as exc:
         raise type(exc)(f"{path}: {exc}") from None
     return data
@@ -160,14 +170,32 @@ def _run_job(args: argparse.Namespace, kind: str, params: dict[str, Any], image:
 
 
 def _cmd_dream(args: argparse.Namespace) -> int:
-    out = _check_output(args.output, list(IMAGE_SUFFIXES))
+    from core.clips import is_clip
+
     image = _read_input(args.input)
+    if is_clip(image):
+        return _dream_on_clip(args, image)
+    out = _check_output(args.output, list(IMAGE_SUFFIXES))
     guide = _read_input(args.guide) if args.guide else None
-    params = _params(args, ["layer", "channel", "strength", "octaves", "steps", "octave_scale", "max_side", "tile"])
+    params = _params(args, ["layer", "channel", "strength", "octaves", "steps", "octave_scale", "max_side", "tile", "blend", "flow"])
     result = _run_job(args, "dream", params, image, guide)
     _write_atomically(out, _convert(result.data, IMAGE_SUFFIXES[out.suffix.lower()]))
     print(f"wrote {out} ({result.metadata['size'][0]}x{result.metadata['size'][1]}, {result.metadata['objective']}, "
           f"{result.timings['total']:.1f} s)")
+    return 0
+
+
+def _dream_on_clip(args: argparse.Namespace, clip: bytes) -> int:
+    out = _check_output(args.output, list(CLIP_SUFFIXES))
+    if args.guide:
+        raise InvalidParameter("a dream on a video takes no guide image")
+    params = _params(args, ["layer", "channel", "strength", "octaves", "steps", "octave_scale", "max_side", "tile", "blend", "flow"])
+    result = _run_job(args, "dream", params | {"format": CLIP_SUFFIXES[out.suffix.lower()]}, clip)
+    _write_atomically(out, result.data)
+    m = result.metadata
+    sound = ", with sound" if m["audio"] else ""
+    print(f"wrote {out}: {m['frames']} frames, {m['size'][0]}x{m['size'][1]} at {m['fps']:g} fps{sound}, "
+          f"{m['bytes'] / 1024:.0f} KiB, {result.timings['total']:.1f} s")
     return 0
 
 
@@ -246,13 +274,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings()
     try:
-        return asyncio.run(run_bot(settings, sync_commands=args.sync_commands))
+        return asyncio.run(run_bot(settings, sync_commands=args.sync_commands, web=args.web))
     except Exception as exc:
         import discord
 
         if isinstance(exc, discord.LoginFailure):
             raise InvalidParameter("Discord refused the token (DISCORD_TOKEN); check it in the developer portal") from None
         raise
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .web import run_web
+
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise InvalidParameter(f"--port must be from 0 (any free port) to 65535, got {args.port}")
+    return asyncio.run(run_web(_settings(), host=args.host, port=args.port))
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
@@ -267,6 +305,7 @@ COMMANDS = {
     "console": _cmd_console,
     "db": _cmd_db,
     "run": _cmd_run,
+    "web": _cmd_web,
     "dream": _cmd_dream,
     "visualize": _cmd_visualize,
     "zoom": _cmd_zoom,

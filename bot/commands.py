@@ -14,18 +14,19 @@ from __future__ import annotations
 import difflib
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import DreamError
 from core.jobs import JobSpec
-from core.params import as_dict, param_help
+from core.params import as_dict, param_help, params_from_dict
 from core.spec import SEED_MAX, default_params
 
 __all__ = [
     "Request", "CommandError", "HELP", "COMMANDS", "JOB_COMMANDS",
-    "parse_command", "parse_words", "split_words", "command_help", "reproduce_command",
+    "parse_command", "parse_words", "job_request", "split_words", "command_help", "command_summaries", "reproduce_command",
+    "reproduce_stored_command",
 ]
 
 JOB_COMMANDS = ("dream", "visualize", "zoom")
@@ -33,7 +34,7 @@ JOB_COMMANDS = ("dream", "visualize", "zoom")
 # One line of help and an example per command, for `!help`. Written with the default prefix "!";
 # command_help() substitutes a guild's own prefix.
 HELP: dict[str, str] = {
-    "dream": "dream on the attached photo, e.g. !dream layer:deep strength:2 octaves:4 seed:7",
+    "dream": "dream on the attached photo or short video (which also takes blend: and flow:), e.g. !dream layer:deep strength:2 octaves:4 seed:7",
     "visualize": "render what the network sees as an ImageNet class, e.g. !visualize anemone fish",
     "zoom": "an endless-zoom GIF (on the attached photo, or noise), e.g. !zoom frames:12 zoom:1.1",
     "models": "list the networks you can dream with, e.g. !models",
@@ -94,10 +95,23 @@ def parse_words(name: str, words: list[str], prefix: str = "!", *, defaults: dic
     if name not in HELP:
         raise CommandError(f"unknown command {name!r}{_suggest(name, prefix)}")
     options, free = _options(words)
-    if name in JOB_COMMANDS and defaults:
-        known = {p for p, _, _ in param_help(name)}
-        options = {k: str(v) for k, v in defaults.items() if k in known} | options
+    if name in JOB_COMMANDS:
+        options = _with_defaults(name, options, defaults)
     return _PARSERS[name](name, options, free, prefix)
+
+
+def job_request(name: str, options: Mapping[str, Any], prefix: str = "!", *, defaults: dict[str, Any] | None = None) -> Request:
+    """The request for a job command whose options arrive one by one, already typed (Discord's slash
+    options; None: not given): the same conversion as the parser's, so both fronts agree."""
+    assert name in JOB_COMMANDS, f"{name} is not a job command"
+    given = {key: value for key, value in options.items() if value is not None}
+    return _job(name, _with_defaults(name, given, defaults), [], prefix)
+
+
+def _with_defaults(name: str, options: Mapping[str, Any], defaults: dict[str, Any] | None) -> dict[str, Any]:
+    """`options` over the deployment's `defaults` (say, its model) for the options `name` takes."""
+    known = {p for p, _, _ in param_help(name)}
+    return {k: str(v) for k, v in (defaults or {}).items() if k in known} | dict(options)
 
 
 def command_help(name: str | None = None, prefix: str = "!") -> list[str]:
@@ -113,23 +127,44 @@ def command_help(name: str | None = None, prefix: str = "!") -> list[str]:
     lines = [line(name)]
     if name in JOB_COMMANDS:
         lines += [f"  {option}:{default!r} - {text}" for option, default, text in param_help(name)]
+        if name == "dream":  # a dream on a clip runs as a video job, which takes a few more options
+            photo_options = {option for option, _, _ in param_help("dream")}
+            lines += [f"  {option}:{default!r} - videos: {text}" for option, default, text in param_help("video") if option not in photo_options]
         lines.append(f"  seed:<0..{SEED_MAX}> - repeat a result exactly")
     return lines
 
 
+def command_summaries(prefix: str = "!") -> list[tuple[str, str, str]]:
+    """(command, what it does, an example with `prefix`) for every command, as `command_help` words them."""
+    summaries = []
+    for command in COMMANDS:
+        what, _, example = HELP[command].partition(", e.g. ")
+        summaries.append((command, what, example.replace("!", prefix, 1)))
+    return summaries
+
+
 def reproduce_command(spec: JobSpec, prefix: str = "!") -> str:
     """The shortest command that gives the same result: the options that differ from the defaults, and the seed."""
-    params = as_dict(spec.params)
+    return _command_for(spec.kind, spec.params, spec.seed, prefix)
+
+
+def reproduce_stored_command(kind: str, params: Mapping[str, Any], seed: int, prefix: str = "!") -> str:
+    """`reproduce_command` for a job as the store keeps it: its params as a dict (say, on a web page)."""
+    return _command_for(kind, params_from_dict(kind, dict(params)), seed, prefix)
+
+
+def _command_for(kind: str, typed: Any, seed: int, prefix: str) -> str:
+    params = as_dict(typed)
     # Layers default per model ("mid" is block8 on one, inception4c on another): compare with that model's.
-    defaults = as_dict(default_params(spec.kind, spec.params.model)) | {"model": type(spec.params)().model}
-    parts = [f"{prefix}{spec.kind}"]
-    if spec.kind == "visualize":
+    defaults = as_dict(default_params(kind, typed.model)) | {"model": type(typed)().model}
+    parts = [f"{prefix}{'dream' if kind == 'video' else kind}"]  # a video is a dream on a clip
+    if kind == "visualize":
         parts.append(str(params.pop("target")))
     for key, value in params.items():
         if defaults.get(key) != value:
             shown = ",".join(map(str, value)) if isinstance(value, list) else value
             parts.append(f"{key}:{shlex.quote(str(shown))}")
-    parts.append(f"seed:{spec.seed}")
+    parts.append(f"seed:{seed}")
     return " ".join(parts)
 
 

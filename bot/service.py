@@ -46,6 +46,7 @@ Compiler = Callable[..., JobSpec]  # core.spec.compile_job's signature
 Restorer = Callable[..., JobSpec]  # core.spec.restore_job's signature
 Adopter = Callable[[list[JobRecord]], Awaitable[None]]  # a front taking over jobs adopted from a dead process
 
+_DELIVERY_RETRY_MAX = 3600.0  # a result Discord keeps refusing is still tried every hour
 _STOPPING = "the bot is stopping; the job will run when it is back"
 _TAKEN_OVER = "another bot process took this job over after this one stalled; it posts the result"
 
@@ -123,7 +124,8 @@ class DreamService:
     with their signatures (tests). owner: this process's name in job leases (unique per process
     start); heartbeat_seconds: how often it renews its leases (well under the store's lease_seconds)
     and looks for jobs a dead process left behind. metrics: where refusals and job seconds are
-    counted (`self.metrics`; one over this store and executor by default).
+    counted (`self.metrics`; one over this store and executor by default). delivery_retry_seconds:
+    the wait before posting a refused result again, doubled at each further refusal up to an hour.
     """
 
     def __init__(
@@ -139,6 +141,7 @@ class DreamService:
         owner: str | None = None,
         heartbeat_seconds: float = 10.0,
         metrics: Metrics | None = None,
+        delivery_retry_seconds: float = 30.0,
     ):
         if not 0 < heartbeat_seconds < store.lease_seconds:
             raise ValueError(f"heartbeat_seconds ({heartbeat_seconds:g}) must be more than 0 and less than "
@@ -157,6 +160,7 @@ class DreamService:
         self.heartbeat_seconds = heartbeat_seconds
         self._heartbeat: asyncio.Task | None = None
         self._adopting: tuple[Callable[[JobRecord], bool], Adopter] | None = None
+        self.delivery_retry_seconds = delivery_retry_seconds
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -264,7 +268,7 @@ class DreamService:
             record = await self.store.claim_job(orphan.id, self.owner)
             if record is None:
                 continue  # another process adopted it first, or it ended meanwhile
-            if record.kind == "dream" and record.image is None:
+            if record.kind in ("dream", "video") and record.image is None:
                 await self.store.fail_job(record.id, "its input was lost in a restart; please send it again", owner=self.owner)
                 continue
             try:
@@ -455,9 +459,63 @@ class DreamService:
         if in_guild:
             await self.store.add_gallery_entry(job_id, message_link, channel_id=channel_id)
 
-    async def like(self, job_id: int, message_link: str, *, channel_id: str | None, user_id: str) -> LikeResult:
+    # -- delivery: a finished job's result is posted, however long Discord refuses it -------------
+
+    def delivery_retry_delay(self, attempts: int) -> float:
+        """Seconds to wait after the `attempts`-th try at posting a result before the next one."""
+        return min(self.delivery_retry_seconds * 2 ** max(0, attempts - 1), _DELIVERY_RETRY_MAX)
+
+    async def deliveries_due(self, owns: Callable[[JobRecord], bool] = lambda record: True,
+                             *, now: float | None = None) -> list[JobRecord]:
+        """Finished results still to post whose wait since their last try is over, for the front
+        that `owns` them; each is claimed for this process (another sweeping at once skips it), and
+        the front tries once more, then calls `record_post`, `delivery_failed` or `end_delivery`.
+
+        Works across restarts: the state is in the store, so a result refused before a restart is
+        posted by the next start.
+        """
+        now = time.time() if now is None else now
+        due = []
+        for record in await self.store.pending_deliveries():
+            waited = now - (record.delivery_tried_at or 0.0)
+            if self._closing or not owns(record) or waited < self.delivery_retry_delay(record.delivery_attempts):
+                continue
+            if await self.store.claim_delivery(record.id, record.delivery_attempts, now=now):
+                due.append(replace(record, delivery_attempts=record.delivery_attempts + 1, delivery_tried_at=now))
+        return due
+
+    async def delivery_failed(self, job_id: int, reason: str) -> float:
+        """A try at posting a result failed (say, Discord answered 503); returns the seconds until the next."""
+        return self.delivery_retry_delay(await self.store.delivery_failed(job_id, reason))
+
+    async def end_delivery(self, job_id: int, *, by_dm: bool, reason: str) -> None:
+        """A result cannot reach its channel (`reason`): it was sent to its requester by DM, or nowhere."""
+        await self.store.end_delivery(job_id, "sent_by_dm" if by_dm else "undeliverable", reason)
+
+    async def withdraw_posts(self, message_links: Sequence[str]) -> int:
+        """Results whose Discord messages were deleted leave the gallery, here and on the web; returns how many."""
+        return await self.store.remove_gallery_entries(message_links)
+
+    async def like(self, job_id: int, message_link: str, *, channel_id: str | None, user_id: str) -> LikeResult | Denied:
+        """A like of a posted result, by its button or a ⭐ reaction: one per user, never the requester's own."""
         entry_id = await self.store.add_gallery_entry(job_id, message_link, channel_id=channel_id)
+        item = await self.store.gallery_item(job_id)
+        if item is not None and item.user_id == user_id:
+            return Denied("you cannot like your own result")
         return await self.store.like(entry_id, user_id)
+
+    async def unlike(self, job_id: int, user_id: str) -> LikeResult | None:
+        """Take back a like (a ⭐ reaction removed); None when the result is in no gallery."""
+        item = await self.store.gallery_item(job_id)
+        return await self.store.unlike(item.id, user_id) if item is not None else None
+
+    async def claim_feature(self, message_link: str) -> bool:
+        """Whether to feature the result posted in this message in the gallery channel now: True once per result."""
+        return await self.store.claim_feature(message_link)
+
+    async def job_posted_in(self, message_link: str) -> int | None:
+        """The job whose result a message carries, None for any other message."""
+        return await self.store.job_of_post(message_link)
 
     # -- informational commands -------------------------------------------------------------------
 

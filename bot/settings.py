@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -65,6 +66,12 @@ class Settings(BaseSettings):
     # bot keeps one unsharded gateway connection. (NoDecode: "0-3" is read by _read_shard_ids, not as JSON.)
     shard_count: int | None = Field(None, ge=1)
     shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = None
+    # The web gallery (`dreambot web`, `dreambot run --web`) listens here; the loopback default keeps
+    # it private until an operator puts it behind a proxy or opens it on purpose. PUBLIC_URL is
+    # where people reach it: set, result posts on Discord link to their page.
+    web_host: str = Field("127.0.0.1", min_length=1)
+    web_port: int = Field(8080, ge=1, le=65535)
+    public_url: str | None = None
 
     @field_validator("shard_ids", mode="before")
     @classmethod
@@ -95,6 +102,16 @@ class Settings(BaseSettings):
         if value in ("", "auto") or value.startswith("ray://") or re.fullmatch(r"[\w.-]+:\d+", value):
             return value
         raise ValueError("must be empty (start Ray here), auto, ray://host:port or host:port")
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("must be the gallery's http(s) address, e.g. https://dreams.example.org")
+        return value.strip().rstrip("/")  # pages are joined on as PUBLIC_URL + "/servers/..."
 
     @field_validator("database_url")
     @classmethod

@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from .executor import LocalProcessExecutor, PoolExecutor, RayExecutor
+from .metrics import Metrics
+from .public import PublicGallery
 from .service import DreamService
 from .settings import Settings
 from .store import Store
 
-__all__ = ["open_service", "build_executor"]
+__all__ = ["open_service", "build_executor", "public_gallery", "open_web"]
 
 
 def build_executor(settings: Settings) -> PoolExecutor:
@@ -51,3 +53,17 @@ async def open_service(settings: Settings) -> AsyncIterator[DreamService]:
                 yield service
             finally:
                 await service.close()
+
+
+def public_gallery(store: Store, settings: Settings) -> PublicGallery:
+    """The read-only view of `store` that the web gallery serves."""
+    return PublicGallery(store, results_dir=settings.results_dir, default_prefix=settings.command_prefix)
+
+
+@asynccontextmanager
+async def open_web(settings: Settings) -> AsyncIterator[tuple[PublicGallery, Metrics]]:
+    """For `dreambot web` on its own: the store (migrated to head), the public gallery and the metrics
+    over it. No workers: its health check judges the database, and reads results from RESULTS_DIR."""
+    async with Store.open(settings.database_url, limits=settings.rate_limits, upgrade=True,
+                          lease_seconds=settings.lease_seconds) as store:
+        yield public_gallery(store, settings), Metrics(store)

@@ -14,10 +14,11 @@ if TYPE_CHECKING:
     from .cost import JobCost
     from .params import JobParams
 
-__all__ = ["JobKind", "JobSpec", "JobResult", "ProgressEvent", "ProgressCallback", "CancelCheck", "JOB_KINDS"]
+__all__ = ["JobKind", "JobSpec", "JobResult", "ProgressEvent", "ProgressCallback", "CancelCheck", "JOB_KINDS", "FILE_EXTENSIONS"]
 
-JobKind = Literal["dream", "visualize", "zoom"]
-JOB_KINDS: tuple[str, ...] = ("dream", "visualize", "zoom")
+JobKind = Literal["dream", "visualize", "zoom", "video"]
+# "video" is a dream whose input is a clip: users ask for a dream, and compile_job tells the two apart by the input.
+JOB_KINDS: tuple[str, ...] = ("dream", "visualize", "zoom", "video")
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class JobSpec:
 
     kind: JobKind
     params: JobParams  # the frozen params dataclass of `kind`, names resolved
-    image: bytes | None = None  # the photo to dream on (dream; optional for zoom)
+    image: bytes | None = None  # the photo to dream on (dream; optional for zoom), or the clip (video)
     guide: bytes | None = None  # optional guide image (dream)
     seed: int = 0
     cost: JobCost | None = None  # work it takes (core.cost); None only for specs built by hand in tests
@@ -45,13 +46,17 @@ class JobSpec:
 @dataclass(frozen=True)
 class JobResult:
     data: bytes
-    mime_type: str  # "image/png", "image/jpeg" or "image/gif"
+    mime_type: str  # "image/png", "image/jpeg", "image/gif", "image/webp" or "video/mp4"
     metadata: dict[str, Any] = field(default_factory=dict)  # resolved parameters, sizes, class probability...
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     @property
     def extension(self) -> str:
-        return {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}[self.mime_type]
+        return FILE_EXTENSIONS[self.mime_type]
+
+
+# A result's file name ends with the extension of its type (the web gallery reads the type back from it).
+FILE_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp", "video/mp4": "mp4"}
 
 
 @dataclass(frozen=True)

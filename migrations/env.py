@@ -31,7 +31,10 @@ def _url() -> str:
 
 def _configure(**kwargs: Any) -> None:
     # SQLite cannot ALTER most things in place; batch mode recreates the table when needed.
-    context.configure(target_metadata=target_metadata, compare_type=True, render_as_batch=True, **kwargs)
+    # transactional_ddl: Alembic would otherwise commit after each revision on SQLite, releasing the
+    # write lock between revisions, so processes migrating at once could run one revision twice.
+    context.configure(target_metadata=target_metadata, compare_type=True, render_as_batch=True,
+                      transactional_ddl=True, **kwargs)
 
 
 def run_migrations_offline() -> None:

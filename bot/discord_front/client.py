@@ -40,6 +40,7 @@ class DreamBot(commands.Bot):
         cdn_hosts: tuple[str, ...] = CDN_HOSTS,
         max_input_bytes: int = 25 * 1024 * 1024,
         progress_interval: float = 2.0,
+        delivery_interval: float = 15.0,
         **options,
     ):
         intents = discord.Intents.default()
@@ -57,6 +58,7 @@ class DreamBot(commands.Bot):
         self.cdn_hosts = cdn_hosts
         self.max_input_bytes = max_input_bytes
         self.progress_interval = progress_interval
+        self.delivery_interval = delivery_interval  # seconds between sweeps for results still to post
         self.prefixes: dict[int, str] = {}  # guild id -> prefix, filled from the store on demand
         self._background: set[asyncio.Task] = set()
 

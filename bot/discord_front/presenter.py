@@ -11,17 +11,20 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable
 
+import aiohttp
 import discord
 
 from ..commands import reproduce_command
+from ..public import result_page_url
 from ..service import Accepted, JobOutcome, Requester
+from ..store import wait_text
 from .progress import ProgressMessage
 from .upload import send_fitted
 
 if TYPE_CHECKING:
     from .client import DreamBot
 
-__all__ = ["JobPresenter", "Post", "requester_of", "upload_limit", "SendResult"]
+__all__ = ["JobPresenter", "Post", "requester_of", "upload_limit", "refusal_text", "SendResult"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,11 @@ def requester_of(user: discord.abc.User, channel: discord.abc.Messageable | None
         roles=roles,
         is_moderator=moderator,
     )
+
+
+def refusal_text(error: Exception) -> str:
+    """Why Discord refused a post, in a few words: 'HTTP 503' or the connection error's name."""
+    return f"HTTP {error.status}" if isinstance(error, discord.HTTPException) else type(error).__name__
 
 
 def upload_limit(channel: object) -> int:
@@ -83,25 +91,51 @@ class JobPresenter:
             await progress.finish(f"❌ job #{job_id}: {outcome.error}")
             return outcome
         result = outcome.result
-        prefix = self.bot.prefix_in(getattr(post.ack, "guild", None))
-        command = f"\n`{reproduce_command(outcome.spec, prefix)}`" if outcome.spec is not None else ""
+        guild = getattr(post.ack, "guild", None)
+        command = reproduce_command(outcome.spec, self.bot.prefix_in(guild)) if outcome.spec is not None else None
         extra = ""
         if "probability" in result.metadata:
             extra = f" — seen as {result.metadata['class_name']} with p={result.metadata['probability']:.3f}"
-        content = f"<@{post.user_id}> job #{job_id}{extra}{command}"
-        view = self.result_view(job_id, kind)
-
-        async def send(file: discord.File, note: str) -> discord.Message:
-            return await post.send(content + (f"\n_{note}_" if note else ""), file, view)
-
+        content = await self.result_text(job_id, post.user_id, guild, command, extra)
         try:
-            message, _ = await send_fitted(send, result.data, result.mime_type, f"{kind}-{job_id}", post.upload_limit,
-                                           on_retry=self.bot.service.metrics.upload_retried)
-        except discord.HTTPException as exc:
-            log.warning("could not post job %s: %s", job_id, exc)
-            await progress.finish(f"❌ job #{job_id} finished but Discord refused the upload (HTTP {exc.status})")
+            await self.post_result(job_id, kind, content, result.data, result.mime_type, post.send, post.upload_limit)
+        except (discord.HTTPException, aiohttp.ClientError) as exc:
+            # Kept as finished, not posted: the Dreams cog's delivery sweep posts it later.
+            retry_in = await self.bot.service.delivery_failed(job_id, refusal_text(exc))
+            log.warning("could not post job %s (%s); trying again in %.0f s", job_id, exc, retry_in)
+            await progress.finish(f"⚠️ job #{job_id} finished, but Discord refused the result ({refusal_text(exc)}); "
+                                  f"I will post it again in about {wait_text(retry_in)}")
             return outcome
-        await self.bot.service.record_post(job_id, message.jump_url, channel_id=str(message.channel.id),
-                                           in_guild=message.guild is not None)
         await progress.finish(f"✅ job #{job_id} done in {result.timings.get('total', 0):.1f} s")
         return outcome
+
+    async def result_text(self, job_id: int, user_id: int, guild: discord.Guild | None, command: str | None,
+                          extra: str = "") -> str:
+        """The words of a result post: who asked, the job, the command that reproduces it, its web page."""
+        command_line = f"\n`{command}`" if command else ""
+        return f"<@{user_id}> job #{job_id}{extra}{command_line}{await self._web_page(job_id, guild)}"
+
+    async def post_result(self, job_id: int, kind: str, content: str, data: bytes, mime_type: str, send: SendResult,
+                          limit: int) -> discord.Message:
+        """Post a result with its buttons, fitted to `limit`, and record where it went.
+
+        Raises discord.HTTPException or aiohttp.ClientError when Discord refuses it.
+        """
+        view = self.result_view(job_id, kind)
+
+        async def send_file(file: discord.File, note: str) -> discord.Message:
+            return await send(content + (f"\n_{note}_" if note else ""), file, view)
+
+        message, _ = await send_fitted(send_file, data, mime_type, f"{kind}-{job_id}", limit,
+                                       on_retry=self.bot.service.metrics.upload_retried)
+        await self.bot.service.record_post(job_id, message.jump_url, channel_id=str(message.channel.id),
+                                           in_guild=message.guild is not None)
+        return message
+
+    async def _web_page(self, job_id: int, guild: discord.Guild | None) -> str:
+        """A line with the result's page on the web gallery, when there is one to link: PUBLIC_URL is
+        set and the server publishes its gallery (elsewhere the page would be a 404)."""
+        public_url = self.bot.settings.public_url
+        if public_url is None or guild is None or not (await self.bot.service.guild_settings(str(guild.id))).public_gallery:
+            return ""
+        return f"\n<{result_page_url(public_url, job_id)}>"  # in <>: no preview under the result

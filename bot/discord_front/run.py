@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from contextlib import AbstractAsyncContextManager, nullcontext
 
 import aiohttp
 
 from core.errors import InvalidParameter
 
+from ..service import DreamService
 from ..settings import Settings
-from ..wiring import open_service
+from ..wiring import open_service, public_gallery
 from .client import make_bot
 
 __all__ = ["run_bot"]
@@ -19,12 +21,14 @@ __all__ = ["run_bot"]
 log = logging.getLogger(__name__)
 
 
-async def run_bot(settings: Settings, *, sync_commands: bool = False) -> int:
+async def run_bot(settings: Settings, *, sync_commands: bool = False, web: bool = False) -> int:
+    """Run the bot until SIGTERM or SIGINT; with `web`, the web gallery too, on WEB_HOST:WEB_PORT."""
     if settings.discord_token is None or not settings.discord_token.get_secret_value().strip():
         raise InvalidParameter("DISCORD_TOKEN is not set; put it in the environment or a .env file (see the README)")
     token = settings.discord_token.get_secret_value()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    async with aiohttp.ClientSession() as session, open_service(settings) as service:
+    async with aiohttp.ClientSession() as session, open_service(settings) as service, \
+            _web_beside(service, settings, web):
         bot = make_bot(service=service, settings=settings, http_session=session)
         loop = asyncio.get_running_loop()
         closing: list[asyncio.Task] = []  # keeps the close task referenced until it ends
@@ -50,3 +54,13 @@ async def run_bot(settings: Settings, *, sync_commands: bool = False) -> int:
                 loop.remove_signal_handler(sig)
     log.info("stopped cleanly")
     return 0
+
+
+def _web_beside(service: DreamService, settings: Settings, wanted: bool) -> AbstractAsyncContextManager[object]:
+    """The web gallery over the bot's own store and metrics (its health check then judges the workers too)."""
+    if not wanted:
+        return nullcontext()
+    from ..web import make_app, serving
+
+    app = make_app(public_gallery(service.store, settings), service.metrics)
+    return serving(app, settings.web_host, settings.web_port)

@@ -23,7 +23,13 @@ class FittedFile:
 
 
 def _shrink_image(data: bytes, limit: int, mime: str) -> tuple[bytes, str, str]:
-    """A JPEG (or smaller GIF) of `data` that fits `limit`; returns (bytes, extension, note)."""
+    """A JPEG (or smaller GIF or MP4) of `data` that fits `limit`; returns (bytes, extension, note)."""
+    if mime == "video/mp4":
+        from core.clip_encoding import refit_mp4
+
+        shrunk, clip = refit_mp4(data, limit)
+        kbps = f" at {clip.bitrate // 1000} kb/s" if clip.bitrate else ""
+        return shrunk, "mp4", f"re-encoded as {clip.size[0]}x{clip.size[1]}{kbps} to fit the upload limit"
     img = Image.open(io.BytesIO(data))
     if mime == "image/gif":
         from core.zoom import encode_gif
@@ -49,7 +55,7 @@ def _shrink_image(data: bytes, limit: int, mime: str) -> tuple[bytes, str, str]:
 
 async def fit_to_limit(data: bytes, mime: str, stem: str, limit: int) -> FittedFile:
     """The result as is when it fits `limit` bytes, else re-encoded smaller (off the event loop)."""
-    ext = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}[mime]
+    ext = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp", "video/mp4": "mp4"}[mime]
     if len(data) + _MARGIN <= limit:
         return FittedFile(data, f"{stem}.{ext}")
     shrunk, ext, note = await asyncio.to_thread(_shrink_image, data, limit - _MARGIN, mime)

@@ -61,6 +61,8 @@ def guild_settings_from_row(guild_id: str, row: GuildSettingsRow | None) -> Guil
         gallery_channel_id=row.gallery_channel_id,
         like_threshold=row.like_threshold,
         max_job_seconds=row.max_job_seconds,
+        public_gallery=row.public_gallery,
+        public_names=row.public_names,
     )
 
 

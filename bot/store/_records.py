@@ -71,6 +71,10 @@ class JobRecord:
     result_message_link: str | None
     owner: str | None = None  # the bot process holding it while queued or running (see Store.claim_job)
     lease_expires_at: float | None = None  # epoch seconds; past it, another process may adopt the job
+    delivery: str | None = None  # where its result went (models.DELIVERY_STATES); None: nothing to post
+    delivery_attempts: int = 0  # posts of the result tried so far
+    delivery_tried_at: float | None = None  # epoch seconds the last try began
+    delivery_error: str | None = None  # why the last try failed, or why it is undeliverable
     # Inputs are loaded by get_job, jobs_to_recover and claim_job only; listings leave them None.
     image: bytes | None = field(default=None, repr=False)
     guide: bytes | None = field(default=None, repr=False)
@@ -88,6 +92,8 @@ class GuildSettings:
     gallery_channel_id: str | None = None
     like_threshold: int | None = None
     max_job_seconds: float | None = None  # None: the bot's MAX_JOB_SECONDS
+    public_gallery: bool = False  # the gallery is on the web (`dreambot web`)
+    public_names: bool = False  # the web gallery shows who made each result
 
     def limits(self, defaults: RateLimits) -> RateLimits:
         """`defaults` with this guild's overrides applied."""
@@ -110,6 +116,10 @@ class GalleryItem:
     params: dict[str, Any]
     likes: int
     created_at: datetime
+    # From the entry's job: who asked, the seed that reproduces it, and where its file is.
+    user_id: str
+    seed: int
+    result_location: str | None
 
 
 @dataclass(frozen=True)

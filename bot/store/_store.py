@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.jobs import JOB_KINDS, JobSpec
@@ -56,6 +56,8 @@ _GUILD_FIELDS = {
     "gallery_channel_id",
     "like_threshold",
     "max_job_seconds",
+    "public_gallery",
+    "public_names",
 }
 
 
@@ -247,7 +249,18 @@ class Store:
         owner: str | None = None,
     ) -> bool:
         """-> done; False when the job was cancelled or had already ended (its outcome is kept) or,
-        with `owner`, another process holds it now: a job is finished, hence posted, once."""
+        with `owner`, another process holds it now: a job is finished, hence posted, once.
+
+        A job with a channel is then due to be posted: finishing counts as its first try (see
+        `claim_delivery`), which its finisher makes at once.
+        """
+        has_channel = Job.channel_id.is_not(None)
+        if result_message_link is not None:
+            delivery: dict[str, Any] = {"delivery": case((has_channel, "posted"), else_=None)}
+        else:
+            delivery = {"delivery": case((has_channel, "pending"), else_=None),
+                        "delivery_attempts": case((has_channel, 1), else_=0),
+                        "delivery_tried_at": case((has_channel, _now(None)), else_=None)}
         return await self._transition(
             job_id,
             ACTIVE_STATUSES,
@@ -257,6 +270,7 @@ class Store:
             timings=dict(timings or {}),
             result_location=result_location,
             result_message_link=result_message_link,
+            **delivery,
         )
 
     async def fail_job(self, job_id: int, error: str, *, owner: str | None = None) -> bool:
@@ -282,8 +296,41 @@ class Store:
             return False
 
     async def set_result_message_link(self, job_id: int, link: str) -> None:
+        """The result was posted in this message: its delivery is over."""
         async with self._writing() as session:
-            await session.execute(update(Job).where(Job.id == job_id).values(result_message_link=link))
+            await session.execute(update(Job).where(Job.id == job_id).values(
+                result_message_link=link, delivery="posted", delivery_error=None))
+
+    # -- delivery: posting a finished job's result until it is posted --------------------------
+
+    async def pending_deliveries(self) -> list[JobRecord]:
+        """Finished jobs whose result is still to be posted, oldest first; inputs not loaded."""
+        query = select(*_RECORD_COLUMNS).where(Job.status == "done", Job.delivery == "pending")
+        async with self._reading() as session:
+            return [JobRecord(**row._asdict()) for row in await session.execute(query.order_by(Job.id))]
+
+    async def claim_delivery(self, job_id: int, attempts: int, *, now: float | None = None) -> bool:
+        """Begin try number `attempts + 1` at posting a result, if nobody began one since `attempts`
+        were seen: of several processes sweeping at once, exactly one posts it."""
+        async with self._writing() as session:
+            query = update(Job).where(Job.id == job_id, Job.delivery == "pending", Job.delivery_attempts == attempts)
+            claimed = await session.execute(query.values(delivery_attempts=attempts + 1, delivery_tried_at=_now(now)))
+            return claimed.rowcount == 1
+
+    async def delivery_failed(self, job_id: int, error: str) -> int:
+        """The latest try at posting failed with `error`; the result stays pending. Returns how many were tried."""
+        async with self._writing() as session:
+            await session.execute(update(Job).where(Job.id == job_id, Job.delivery == "pending").values(delivery_error=error))
+            tried = await session.execute(select(Job.delivery_attempts).where(Job.id == job_id))
+            return int(tried.scalar_one_or_none() or 0)
+
+    async def end_delivery(self, job_id: int, delivery: str, error: str | None = None) -> None:
+        """A pending result will not be posted in its channel: `delivery` says what became of it."""
+        assert delivery in ("sent_by_dm", "undeliverable"), \
+            f"{delivery!r} does not end a delivery; posted results use set_result_message_link"
+        async with self._writing() as session:
+            await session.execute(update(Job).where(Job.id == job_id, Job.delivery == "pending").values(
+                delivery=delivery, delivery_error=error))
 
     async def _transition(self, job_id: int, from_statuses: Sequence[str], held_by: str | None, **values: Any) -> bool:
         # One conditional UPDATE: the status (and owner) check and the change cannot interleave with
@@ -464,26 +511,59 @@ class Store:
             return LikeResult(False, int(likes))
 
     async def gallery(
-        self, guild_id: str | None, order: Literal["recent", "top"] = "recent", limit: int = 10
+        self, guild_id: str | None, order: Literal["recent", "top"] = "recent", limit: int = 10, offset: int = 0
     ) -> list[GalleryItem]:
-        """The guild's entries, newest first or most liked first (ties: newest first)."""
+        """The guild's entries, newest first or most liked first (ties: newest first), skipping
+        `offset` of them; removed entries are left out."""
         if order not in ("recent", "top"):
             raise ValueError(f"order must be 'recent' or 'top', got {order!r}")
-        query = select(GalleryEntry).where(
+        query = _GALLERY_ITEMS.where(
             GalleryEntry.guild_id.is_(None) if guild_id is None else GalleryEntry.guild_id == str(guild_id)
         )
         newest = (GalleryEntry.created_at.desc(), GalleryEntry.id.desc())
         query = query.order_by(GalleryEntry.likes.desc(), *newest) if order == "top" else query.order_by(*newest)
         async with self._reading() as session:
-            rows = await session.scalars(query.limit(limit))
-            return [_gallery_item(entry) for entry in rows]
+            rows = await session.execute(query.limit(limit).offset(offset))
+            return [GalleryItem(**row._asdict()) for row in rows]
+
+    async def gallery_item(self, job_id: int) -> GalleryItem | None:
+        """The gallery entry of a job; None when it has none or it was removed."""
+        async with self._reading() as session:
+            row = (await session.execute(_GALLERY_ITEMS.where(GalleryEntry.job_id == job_id))).one_or_none()
+            return GalleryItem(**row._asdict()) if row is not None else None
+
+    async def claim_feature(self, message_link: str) -> bool:
+        """Mark the entry posted in this message featured; False when it already was (or has no entry),
+        so that of several likes reaching the threshold at once, or again later, one features it."""
+        query = update(GalleryEntry).where(GalleryEntry.message_link == message_link, GalleryEntry.featured_at.is_(None))
+        async with self._writing() as session:
+            return (await session.execute(query.values(featured_at=utcnow()))).rowcount == 1
+
+    async def job_of_post(self, message_link: str) -> int | None:
+        """The job whose result was posted in this message (and is still in a gallery), else None."""
+        query = select(GalleryEntry.job_id).where(GalleryEntry.message_link == message_link, GalleryEntry.removed_at.is_(None))
+        async with self._reading() as session:
+            return (await session.execute(query)).scalar_one_or_none()
+
+    async def remove_gallery_entries(self, message_links: Iterable[str]) -> int:
+        """Mark the entries posted in these messages removed (their messages were deleted); returns
+        how many were still in a gallery. Most deleted messages carry no result: those cost one read."""
+        links = sorted(set(message_links))
+        if not links:
+            return 0
+        shown = (GalleryEntry.message_link.in_(links), GalleryEntry.removed_at.is_(None))
+        async with self._reading() as session:
+            if (await session.execute(select(GalleryEntry.id).where(*shown).limit(1))).first() is None:
+                return 0
+        async with self._writing() as session:
+            return (await session.execute(update(GalleryEntry).where(*shown).values(removed_at=utcnow()))).rowcount
 
     # -- stats --------------------------------------------------------------------------------
 
     async def stats(self, guild_id: str | None = None) -> Stats:
         """Counts over all guilds, or one guild's."""
         job_filter = [] if guild_id is None else [Job.guild_id == str(guild_id)]
-        entry_filter = [] if guild_id is None else [GalleryEntry.guild_id == str(guild_id)]
+        entry_filter = [GalleryEntry.removed_at.is_(None)] + ([] if guild_id is None else [GalleryEntry.guild_id == str(guild_id)])
         async with self._reading() as session:
             by_status = await session.execute(select(Job.status, func.count()).where(*job_filter).group_by(Job.status))
             by_kind = await session.execute(select(Job.kind, func.count()).where(*job_filter).group_by(Job.kind))
@@ -506,7 +586,7 @@ _RECORD_COLUMNS = [
     for name in (
         "id", "user_id", "guild_id", "channel_id", "kind", "params", "seed", "status", "error",
         "created_at", "started_at", "finished_at", "timings", "result_location", "result_message_link",
-        "owner", "lease_expires_at",
+        "owner", "lease_expires_at", "delivery", "delivery_attempts", "delivery_tried_at", "delivery_error",
     )
 ]  # fmt: skip
 
@@ -518,18 +598,17 @@ def _job_record(job: Job, *, inputs: bool) -> JobRecord:
     return JobRecord(**values)
 
 
-def _gallery_item(entry: GalleryEntry) -> GalleryItem:
-    return GalleryItem(
-        id=entry.id,
-        job_id=entry.job_id,
-        guild_id=entry.guild_id,
-        channel_id=entry.channel_id,
-        message_link=entry.message_link,
-        kind=entry.kind,
-        params=entry.params,
-        likes=entry.likes,
-        created_at=entry.created_at,
+# GalleryItem's fields: the entry's own, and from its job who asked, the seed and the result file.
+# Entries whose message was deleted are left out here, so no listing can show them.
+_GALLERY_ITEMS = (
+    select(
+        GalleryEntry.id, GalleryEntry.job_id, GalleryEntry.guild_id, GalleryEntry.channel_id, GalleryEntry.message_link,
+        GalleryEntry.kind, GalleryEntry.params, GalleryEntry.likes, GalleryEntry.created_at,
+        Job.user_id, Job.seed, Job.result_location,
     )
+    .join(Job, Job.id == GalleryEntry.job_id)
+    .where(GalleryEntry.removed_at.is_(None))
+)
 
 
 def _orphaned(now: float) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -22,12 +23,17 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "User", "GuildSettingsRow", "RateLimitState", "Job", "GalleryEntry", "Like", "JOB_STATUSES", "utcnow"]
+__all__ = ["Base", "User", "GuildSettingsRow", "RateLimitState", "Job", "GalleryEntry", "Like", "JOB_STATUSES",
+           "DELIVERY_STATES", "utcnow"]
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+# Where a finished job's result went: still to post, posted, sent to its requester by DM because
+# its channel is gone, or nowhere (the reason is in delivery_error). NULL: nothing to post (console).
+DELIVERY_STATES = ("pending", "posted", "sent_by_dm", "undeliverable")
 
 # Explicit constraint names, so the migrations can name the same constraints and later batch
 # migrations on SQLite (which recreate tables) can find them.
@@ -88,6 +94,9 @@ class GuildSettingsRow(Base):
     like_threshold: Mapped[int | None] = mapped_column(Integer)
     # Added in 0003: a lower cap than the bot's on one job's predicted seconds.
     max_job_seconds: Mapped[float | None] = mapped_column(Float)
+    # Added in 0005: the server's gallery is on the web, and (apart from that) who made each result.
+    public_gallery: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    public_names: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
@@ -134,6 +143,12 @@ class Job(Base):
     # seconds) unless it renews the lease. NULL owner or a past expiry: any process may adopt it.
     owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    # Added in 0006: whether the result reached its channel (DELIVERY_STATES), how many posts were
+    # tried, when the last began (epoch seconds) and why the last failed.
+    delivery: Mapped[str | None] = mapped_column(String(16), index=True)
+    delivery_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    delivery_tried_at: Mapped[float | None] = mapped_column(Float)
+    delivery_error: Mapped[str | None] = mapped_column(Text)
 
 
 class GalleryEntry(Base):
@@ -141,6 +156,7 @@ class GalleryEntry(Base):
     __table_args__ = (
         Index("ix_gallery_entries_guild_id_created_at", "guild_id", "created_at"),
         Index("ix_gallery_entries_guild_id_likes", "guild_id", "likes"),
+        Index("ix_gallery_entries_message_link", "message_link"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -154,6 +170,10 @@ class GalleryEntry(Base):
     # Denormalised count, changed in the same transaction as the likes rows, for cheap "top".
     likes: Mapped[int] = mapped_column(Integer, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # Added in 0005: when its Discord message was deleted; a removed entry is in no gallery.
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Added in 0006: when it was reposted in its server's gallery channel (it is, once).
+    featured_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Like(Base):

@@ -9,7 +9,7 @@ from importlib import resources
 
 from ..errors import UnknownClass
 
-__all__ = ["imagenet_classes", "resolve_class", "search_classes"]
+__all__ = ["imagenet_classes", "resolve_class", "search_classes", "suggest_classes"]
 
 
 @lru_cache(maxsize=1)
@@ -62,3 +62,19 @@ def search_classes(text: str = "") -> list[tuple[int, str]]:
     """(index, name) of every class whose name contains `text` (all classes when empty)."""
     needle = _normal(text)
     return [(i, n) for i, n in enumerate(imagenet_classes()) if needle in _normal(n)]
+
+
+def suggest_classes(text: str, limit: int = 25) -> list[tuple[int, str]]:
+    """Up to `limit` (index, name) for a partly typed class: names starting with `text`, then names
+    containing it, then names it nearly spells (a typo); all classes in order when `text` is empty."""
+    needle = _normal(text)
+    names = imagenet_classes()
+    normal = [_normal(n) for n in names]
+    starting = [i for i, n in enumerate(normal) if n.startswith(needle)]
+    containing = [i for i, n in enumerate(normal) if needle in n and not n.startswith(needle)]
+    found = (starting + containing)[:limit]
+    if len(found) < limit and needle:
+        # Compared with each word too, so "anemne" finds "sea anemone" as well as whole names.
+        near = {i for i, n in enumerate(normal) if difflib.get_close_matches(needle, [n, *n.split()], n=1, cutoff=0.75)}
+        found += sorted(near - set(found))[: limit - len(found)]
+    return [(i, names[i]) for i in found]

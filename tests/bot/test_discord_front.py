@@ -11,22 +11,18 @@ import io
 import logging
 import os
 import signal
-from contextlib import asynccontextmanager
 
-import aiohttp
 import pytest
 import pytest_asyncio
 from PIL import Image
 
-from bot.discord_front import DreamBot
 from bot.executor import LocalProcessExecutor
-from bot.service import DreamService
 from bot.settings import load_settings
 from bot.store import RateLimits, Store
-from tests.fake_discord import FakeDiscord, running_bot
+from tests.bot.discord_world import LIMIT, open_world
+from tests.fake_discord import FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-LIMIT = 60.0
 SMALL = "steps:2 octaves:2 max_side:96"
 
 
@@ -41,39 +37,11 @@ def photo(photo_bytes):
     return photo_bytes("chelsea.png", (144, 96))
 
 
-class World:
-    """One test's fake Discord, store and the means to start (and restart) the bot.
-
-    Each start gets its own service, closed when the bot stops, as a new process would: its jobs
-    go back to the store for the next start. The warm worker pool is shared by the module.
-    """
-
-    def __init__(self, fake, store, executor, settings, session):
-        self.fake, self.store, self.executor, self.settings, self.session = fake, store, executor, settings, session
-
-    @asynccontextmanager
-    async def bot(self):
-        service = DreamService(store=self.store, executor=self.executor, results_dir=self.settings.results_dir)
-        client = DreamBot(
-            service=service, settings=self.settings, http_session=self.session,
-            cdn_hosts=("127.0.0.1",), progress_interval=0.3, guild_ready_timeout=0.05,
-        )
-        try:
-            async with running_bot(self.fake, client, timeout=LIMIT):
-                yield client
-        finally:
-            await service.close()
-
-
 @pytest_asyncio.fixture(loop_scope="module")
 async def world(tmp_path, executor, request):
     limits = getattr(request, "param", RateLimits(user_burst=10, max_active_jobs=5))
-    settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", results_dir=tmp_path / "results",
-                             device="cpu", _env_file=None)
-    async with FakeDiscord(default_timeout=LIMIT) as fake, aiohttp.ClientSession() as session, \
-            Store.open(settings.database_url, limits=limits, upgrade=True) as store:
-        yield World(fake, store, executor, settings, session)
-        assert fake.unknown_routes == [], fake.unknown_routes
+    async with open_world(tmp_path, executor, limits) as world:
+        yield world
 
 
 def decoded(data: bytes) -> Image.Image:
@@ -109,7 +77,8 @@ async def test_dream_on_an_attachment_acknowledges_shows_progress_and_replies(wo
 async def test_slash_command_dream(world, photo):
     fake = world.fake
     async with world.bot():
-        interaction = await fake.dispatch_slash_command("dream", {"image": fake.add_attachment(photo, "cat.png"), "options": SMALL})
+        interaction = await fake.dispatch_slash_command(
+            "dream", {"image": fake.add_attachment(photo, "cat.png"), "steps": 2, "octaves": 2, "max_side": 96})
         response = await fake.wait_for_interaction_response(interaction)
         assert response.type == 5  # deferred while the image downloads
         upload = await fake.wait_for_upload()
@@ -199,8 +168,9 @@ async def test_upload_413_is_retried_smaller_and_the_limit_is_respected(world, p
         assert len(fitted.data) <= 60_000 and decoded(fitted.data).format == "JPEG"
         message = next(m for m in fake.messages if int(m["id"]) == fitted.message_id)
         assert "to fit the upload limit" in message["content"]
-        # Only the refused upload was sent again; the second was fitted before its first try.
-        assert client.service.metrics.registry.get_sample_value("dreambot_uploads_retried_total") == 1
+        # Each upload was refused once (the forced 413; then the lower limit, which the bot learns only
+        # from the refusal) and sent again smaller: two retries.
+        assert client.service.metrics.registry.get_sample_value("dreambot_uploads_retried_total") == 2
 
 
 async def test_gateway_disconnect_resumes_and_commands_still_work(world, photo):
@@ -219,11 +189,12 @@ async def test_delete_is_for_the_requester_or_moderators_and_likes_fill_the_gall
         await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "cat.png")], author=fake.alice)
         upload = await fake.wait_for_upload()
         result = next(m for m in fake.messages if int(m["id"]) == upload.message_id)
-        for user in (fake.alice, fake.bob, fake.bob):
+        for user in (fake.owner, fake.bob, fake.bob, fake.alice):
             await fake.dispatch_button("dream:like:1", message=result, user=user)
-        await fake.wait_for(lambda: len(fake.interaction_responses) == 3, LIMIT)
+        await fake.wait_for(lambda: len(fake.interaction_responses) == 4, LIMIT)
         replies = sorted(r.data["content"] for r in fake.interaction_responses)
         assert replies[0].startswith("you already liked this") and sum("⭐ liked" in r for r in replies) == 2
+        assert replies[1] == "you cannot like your own result", "alice asked for it"
         await fake.dispatch_message("!gallery top")
         await bot_said(fake, "(2 likes)")
         refusal = await fake.dispatch_button("dream:delete:1", message=result, user=fake.bob)
@@ -320,7 +291,7 @@ async def test_results_reaching_the_like_threshold_are_featured_in_the_gallery_c
         await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "a.png")])
         upload = await fake.wait_for_upload()
         result = next(m for m in fake.messages if int(m["id"]) == upload.message_id)
-        await fake.dispatch_button("dream:like:1", message=result, user=fake.alice)
+        await fake.dispatch_button("dream:like:1", message=result, user=fake.owner)
         await fake.dispatch_button("dream:like:1", message=result, user=fake.bob)
         featured = await bot_said(fake, "⭐ 2 likes")
         assert featured["channel_id"] == best["id"] and featured["attachments"]

@@ -17,7 +17,7 @@ from bot.store.models import Base
 
 TABLES_0001 = {"users", "guild_settings", "rate_limit_state", "jobs"}
 TABLES_0002 = TABLES_0001 | {"gallery_entries", "likes"}
-HEAD = "0004"  # 0003 and 0004 add columns only
+HEAD = "0006"  # 0003 to 0006 add columns (and indexes) only
 
 # Rows written by an older version of the bot. Noon, so the date is the same in any time zone.
 OLD_TIME = "'2024-01-01 12:00:00'"
@@ -160,3 +160,36 @@ def test_processes_starting_together_on_a_fresh_database_migrate_it_once(db):
     errors = [(p.wait(timeout=120), p.stderr.read()) for p in starts]
     assert [code for code, _ in errors] == [0, 0, 0, 0], [err.strip().splitlines()[-1:] for _, err in errors]
     assert asyncio.run(inspect_db(db))[0] == HEAD
+
+
+async def test_the_public_gallery_columns_arrive_on_a_database_that_holds_settings_and_entries(db):
+    await upgrade_async(db, "0004")
+    await run_sql(
+        db,
+        *insert_old_job("dream", '{"layer": "deep"}', 5),
+        *insert_old_job("zoom", '{"frames": 3}', 3, user="v"),
+        "UPDATE jobs SET guild_id = 'g', status = 'done', result_location = 'results/job-' || id || '.png'",
+        "INSERT INTO guild_settings (guild_id, prefix, exempt_role_ids, updated_at) "
+        f"VALUES ('g', '?', '[]', {OLD_TIME})",
+        "INSERT INTO gallery_entries (job_id, guild_id, message_link, kind, params, likes, created_at) "
+        f"SELECT id, 'g', 'https://discord.com/channels/g/c/' || id, kind, params, 1, {OLD_TIME} FROM jobs",
+        f"INSERT INTO likes (entry_id, user_id, created_at) SELECT id, 'fan', {OLD_TIME} FROM gallery_entries",
+    )
+    async with Store.open(db, upgrade=True) as store:
+        assert (await inspect_db(db))[0] == HEAD
+        settings = await store.get_guild_settings("g")
+        assert (settings.prefix, settings.public_gallery, settings.public_names) == ("?", False, False), \
+            "no server is public until its admins say so"
+        entries = await store.gallery("g")
+        assert sorted((e.kind, e.likes, e.user_id, e.seed) for e in entries) == [("dream", 1, "u", 5), ("zoom", 1, "v", 3)]
+        assert entries[0].result_location == f"results/job-{entries[0].job_id}.png"
+        assert (await store.set_guild_settings("g", public_gallery=True)).public_gallery
+        deleted = next(e for e in entries if e.kind == "zoom")
+        assert await store.remove_gallery_entries([deleted.message_link, "https://discord.com/channels/g/c/404"]) == 1
+        assert [e.kind for e in await store.gallery("g")] == ["dream"]
+        assert await store.gallery_item(deleted.job_id) is None
+    await asyncio.to_thread(command.downgrade, alembic_config(db), "0004")
+    assert await run_sql(db, "SELECT kind FROM gallery_entries") == [("dream",)], \
+        "a downgrade drops removed entries rather than show them again"
+    assert await run_sql(db, "SELECT count(*) FROM likes") == [(1,)]
+    assert await run_sql(db, "SELECT prefix FROM guild_settings") == [("?",)]

@@ -124,6 +124,7 @@ class Rest:
             ("GET", "/gateway/bot", self.get_gateway_bot),
             ("GET", "/users/@me", self.get_me),
             ("GET", "/users/{user_id}", self.get_user),
+            ("POST", "/users/@me/channels", self.create_dm),
             ("GET", "/oauth2/applications/@me", self.get_application),
             ("GET", "/applications/@me", self.get_application),
             ("GET", "/applications/{app_id}/commands", self.get_commands),
@@ -158,6 +159,7 @@ class Rest:
         for method, path, handler in routes:
             r.add_route(method, p + path, handler)
         r.add_get("/attachments/{path:.+}", self.get_cdn_file)
+        r.add_get("/avatars/{avatar:.+}", self.get_avatar)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -211,6 +213,8 @@ class Rest:
                 fake._forced_upload_failures -= 1
             fake._record(fake.rejected_uploads, RejectedUpload(request.path, guild_id, tuple(files), total, limit,
                                                                forced, time.monotonic()))
+            if forced and fake._forced_upload_status != 413:
+                return discord_error(fake._forced_upload_status, 0, "Service Unavailable")
             return discord_error(413, 40005, "Request entity too large")
         return None
 
@@ -372,6 +376,12 @@ class Rest:
         me.update({"verified": True, "mfa_enabled": False, "flags": 0, "email": None, "locale": "en-US"})
         return json_response(me)
 
+    async def create_dm(self, request: web.Request) -> web.Response:
+        recipient = int((await request.json())["recipient_id"])
+        if recipient not in self.world.users:
+            return _unknown("User", 10013)
+        return json_response(self.world.add_dm_channel(recipient))
+
     async def get_user(self, request: web.Request) -> web.Response:
         uid = int(request.match_info["user_id"])
         if uid not in self.world.users:
@@ -494,6 +504,9 @@ class Rest:
         channel_id = int(request.match_info["channel_id"])
         if channel_id not in self.world.channels:
             return _unknown("Channel", 10003)
+        channel = self.world.channels[channel_id]
+        if channel["type"] == 1 and int(channel["recipients"][0]["id"]) in self.world.closed_dms:
+            return discord_error(403, 50007, "Cannot send messages to this user")
         payload, files = await self._read_body(request)
         message, _, error = await self._create_bot_message(request, channel_id, payload, files, via="channel")
         return error or json_response(copy.deepcopy(message))
@@ -708,9 +721,12 @@ class Rest:
 
     # -- CDN ----------------------------------------------------------------------------------------
 
-    async def get_cdn_file(self, request: web.Request) -> web.StreamResponse:
+    async def get_avatar(self, request: web.Request) -> web.StreamResponse:
+        return await self.get_cdn_file(request, "avatars/" + request.match_info["avatar"])
+
+    async def get_cdn_file(self, request: web.Request, path: str | None = None) -> web.StreamResponse:
         fake = self.fake
-        path = request.match_info["path"]
+        path = path or request.match_info["path"]
         entry = self.cdn_files.get(path)
         if entry is None:
             fake._record(fake.cdn_requests, CdnRequest(path, 404, 0, True, time.monotonic()))

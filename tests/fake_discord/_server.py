@@ -111,6 +111,7 @@ class FakeDiscord:
         self.voice_state_updates: list[Any] = []
 
         self._forced_upload_failures = 0
+        self._forced_upload_status = 413
         self._waiters: set[asyncio.Future[None]] = set()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -239,9 +240,24 @@ class FakeDiscord:
         """Bytes per message a guild accepts; larger uploads get HTTP 413 (code 40005)."""
         self.world.guilds[guild_id or self.guild_id].upload_limit = limit
 
-    def fail_next_upload(self, times: int = 1) -> None:
-        """Answer the next ``times`` requests that carry files with HTTP 413, whatever their size."""
+    def fail_next_upload(self, times: int = 1, *, status: int = 413) -> None:
+        """Answer the next ``times`` requests that carry files with HTTP ``status`` (413: too large,
+        whatever their size; 503: an outage)."""
         self._forced_upload_failures += times
+        self._forced_upload_status = status
+
+    async def delete_channel(self, channel: dict[str, Any] | int) -> None:
+        """The channel is deleted: CHANNEL_DELETE is dispatched, and REST answers 404 Unknown Channel for it."""
+        world = self.world
+        cid = world.channel_id(channel)
+        guild = world.guild_of_channel(cid)
+        if guild is not None:
+            guild.channel_ids.remove(cid)
+        await self.gateway.dispatch("CHANNEL_DELETE", world.channels.pop(cid))
+
+    def close_dms(self, user: dict[str, Any] | int) -> None:
+        """The user takes no direct messages from the bot: sending one gets 403 (code 50007)."""
+        self.world.closed_dms.add(self.world.user_id(user, self.world.alice))
 
     def serve_file(
         self,
@@ -293,6 +309,16 @@ class FakeDiscord:
         if size is not None:
             attachment["width"], attachment["height"] = size
         return attachment
+
+    def set_avatar(self, user: dict[str, Any] | int, data: bytes) -> str:
+        """Give ``user`` an avatar the fake CDN serves (``/avatars/<id>/<hash>.png``, any ``?size=``);
+        returns its URL. Set it before the bot connects, so the bot sees it."""
+        world = self.world
+        uid = world.user_id(user, world.alice)
+        avatar_hash = f"{world.snowflake():x}"
+        world.users[uid]["avatar"] = avatar_hash
+        url = self.serve_file(f"avatars/{uid}/{avatar_hash}.png", data, "image/png")
+        return url.replace("/attachments/avatars/", "/avatars/")
 
     def uploads_for(self, message: dict[str, Any] | int) -> list[Upload]:
         mid = int(message["id"]) if isinstance(message, dict) else int(message)
@@ -387,6 +413,55 @@ class FakeDiscord:
         payload["data"] = data
         return await self._send_interaction(payload)
 
+    async def dispatch_autocomplete(
+        self,
+        name: str,
+        focused: str,
+        current: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        user: dict[str, Any] | int | None = None,
+        channel: dict[str, Any] | int | None = None,
+    ) -> dict[str, Any]:
+        """A user types ``current`` into option ``focused`` of ``/name`` (INTERACTION_CREATE type 4);
+        ``options`` are the other options filled in so far. The bot answers with callback type 8,
+        whose ``data["choices"]`` ``wait_for_interaction_response`` returns."""
+        payload = self._interaction_base(4, user, channel)
+        registered = self.rest.commands
+        command = next((c for scope in (int(payload["guild_id"]), None) for c in registered.get(scope, [])
+                        if c["name"] == name and c["type"] == 1), None)
+        filled = [self._option(key, value, {}) for key, value in (options or {}).items()]
+        typed = {"name": focused, "type": 3, "value": current, "focused": True}
+        payload["data"] = {"id": command["id"] if command else str(self.world.snowflake()), "name": name, "type": 1,
+                           "options": filled + [typed]}
+        return await self._send_interaction(payload)
+
+    async def dispatch_context_menu(
+        self,
+        name: str,
+        target: dict[str, Any],
+        *,
+        user: dict[str, Any] | int | None = None,
+        channel: dict[str, Any] | int | None = None,
+    ) -> dict[str, Any]:
+        """A user picks Apps > ``name`` on a message (a stored message payload: a message command,
+        type 3) or on a user (a user payload: a user command, type 2). INTERACTION_CREATE type 2."""
+        world = self.world
+        payload = self._interaction_base(2, user, channel)
+        is_message = "author" in target
+        stored = world.messages[int(target["id"])] if is_message else None
+        data: dict[str, Any] = {"id": str(world.snowflake()), "name": name, "type": 3 if is_message else 2,
+                                "target_id": target["id"]}
+        if stored is not None:
+            data["resolved"] = {"messages": {target["id"]: copy.deepcopy(stored)}}
+        else:
+            guild = world.guilds[int(payload["guild_id"])]
+            member = world.member_payload(guild, int(target["id"]), with_user=False)
+            data["resolved"] = {"users": {target["id"]: world.user_payload(int(target["id"]))},
+                                "members": {target["id"]: member}}
+        payload["data"] = data
+        return await self._send_interaction(payload)
+
     @staticmethod
     def _option(name: str, value: Any, resolved: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict) and "url" in value and "filename" in value:
@@ -442,19 +517,34 @@ class FakeDiscord:
         user: dict[str, Any] | int | None = None,
     ) -> dict[str, Any]:
         """A user reacts to a message (MESSAGE_REACTION_ADD). ``emoji``: unicode or ``name:id``."""
+        return await self._dispatch_reaction(message, emoji, user, added=True)
+
+    async def dispatch_reaction_removal(
+        self,
+        message: dict[str, Any] | int,
+        emoji: str = "\N{THUMBS UP SIGN}",
+        *,
+        user: dict[str, Any] | int | None = None,
+    ) -> dict[str, Any]:
+        """A user takes their reaction back (MESSAGE_REACTION_REMOVE, which carries no member or author)."""
+        return await self._dispatch_reaction(message, emoji, user, added=False)
+
+    async def _dispatch_reaction(self, message: dict[str, Any] | int, emoji: str, user: dict[str, Any] | int | None,
+                                 *, added: bool) -> dict[str, Any]:
         world = self.world
         stored = world.messages.get(int(message["id"]) if isinstance(message, dict) else int(message))
         assert stored is not None, f"the fake has no message {message!r}"
         uid = world.user_id(user, world.alice)
         name, _, eid = emoji.partition(":")
         data: dict[str, Any] = {"user_id": str(uid), "channel_id": stored["channel_id"], "message_id": stored["id"],
-                                "emoji": {"id": eid or None, "name": name}, "burst": False, "type": 0,
-                                "message_author_id": stored["author"]["id"]}
+                                "emoji": {"id": eid or None, "name": name}, "burst": False, "type": 0}
+        if added:
+            data["message_author_id"] = stored["author"]["id"]
         if stored.get("guild_id"):
-            guild = world.guilds[int(stored["guild_id"])]
             data["guild_id"] = stored["guild_id"]
-            data["member"] = world.member_payload(guild, uid)
-        await self.gateway.dispatch("MESSAGE_REACTION_ADD", data)
+            if added:
+                data["member"] = world.member_payload(world.guilds[int(stored["guild_id"])], uid)
+        await self.gateway.dispatch("MESSAGE_REACTION_ADD" if added else "MESSAGE_REACTION_REMOVE", data)
         return data
 
     async def disconnect(self, code: int = 4000) -> int:

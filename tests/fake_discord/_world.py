@@ -93,6 +93,7 @@ class World:
         self.channels: dict[int, dict[str, Any]] = {}  # full channel payloads, with guild_id
         self.messages: dict[int, dict[str, Any]] = {}  # every message the fake knows, by id
         self._tokens = itertools.count(1)
+        self.closed_dms: set[int] = set()  # users who take no direct messages from the bot
 
         self.application_id = application_id or self.snowflake()
         # Discord gives a bot user the application's id.

@@ -1,4 +1,5 @@
-"""Server settings for admins and the gallery channel where well-liked results are featured."""
+"""Server settings for admins, the gallery channel where well-liked results are featured, and keeping
+the gallery (on Discord and on the web) to results whose messages still exist."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from ...public import gallery_page_url
+
 if TYPE_CHECKING:
+    from ...store import GuildSettings
     from ..client import DreamBot
 
 log = logging.getLogger(__name__)
 
 _NUMBERS = {"user_burst": int, "user_refill_seconds": float, "guild_jobs_per_hour": int, "max_active_jobs": int,
             "like_threshold": int, "max_job_seconds": float}
+_SWITCHES = ("public_gallery", "public_names")
+_ON, _OFF = ("on", "yes", "true"), ("off", "no", "false")
 
 
 class Community(commands.Cog):
@@ -26,7 +32,7 @@ class Community(commands.Cog):
     @commands.guild_only()
     @commands.has_permissions(manage_guild=True)
     async def settings(self, ctx: commands.Context, *, options: str = "") -> None:
-        """Server admins: prefix:? user_burst:3 user_refill_seconds:60 guild_jobs_per_hour:30 max_active_jobs:2 max_job_seconds:60 exempt_role:@role gallery_channel:#ch like_threshold:5"""
+        """Server admins: prefix:? user_burst:3 user_refill_seconds:60 guild_jobs_per_hour:30 max_active_jobs:2 max_job_seconds:60 exempt_role:@role gallery_channel:#ch like_threshold:5 public_gallery:on public_names:off"""
         assert ctx.guild is not None
         changes: dict[str, object] = {}
         try:
@@ -51,6 +57,10 @@ class Community(commands.Cog):
                 elif key == "gallery_channel":
                     channel = await commands.TextChannelConverter().convert(ctx, value)
                     changes["gallery_channel_id"] = str(channel.id)
+                elif key in _SWITCHES:
+                    if value.lower() not in _ON + _OFF:
+                        raise ValueError(f"{key} is on or off, got {value!r}")
+                    changes[key] = value.lower() in _ON
                 else:
                     raise ValueError(f"unknown setting {key!r}; see {self.bot.prefix_in(ctx.guild)}help settings")
             current = await self.bot.service.update_guild_settings(str(ctx.guild.id), **changes) if changes else \
@@ -67,16 +77,43 @@ class Community(commands.Cog):
             f"{limits.user_refill_seconds:g} s, {limits.max_active_jobs} at once; {limits.guild_jobs_per_hour} per hour "
             f"for the server; jobs up to {cap:g} s; exempt roles: {len(current.exempt_role_ids)}; gallery channel: "
             f"{'<#' + current.gallery_channel_id + '>' if current.gallery_channel_id else 'none'}, "
-            f"featured at {current.like_threshold or 'no'} likes"
+            f"featured at {current.like_threshold or 'no'} likes; {self._web_summary(current)}"
         )
 
+    def _web_summary(self, current: GuildSettings) -> str:
+        if not current.public_gallery:
+            return "web gallery: off"
+        public_url = self.bot.settings.public_url
+        where = f" at <{gallery_page_url(public_url, current.guild_id)}>" if public_url else ""
+        names = "with" if current.public_names else "without"
+        return f"web gallery: on{where}, {names} who asked"
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """A deleted result leaves the gallery, on Discord and on the web (raw: the message may not be cached)."""
+        await self._withdraw(payload.guild_id, payload.channel_id, [payload.message_id])
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        await self._withdraw(payload.guild_id, payload.channel_id, sorted(payload.message_ids))
+
+    async def _withdraw(self, guild_id: int | None, channel_id: int, message_ids: list[int]) -> None:
+        if guild_id is None:  # only results posted on servers enter a gallery
+            return
+        # The links as discord.py writes a message's jump_url, which is what the gallery recorded.
+        links = [discord.MessageReference(message_id=m, channel_id=channel_id, guild_id=guild_id).jump_url for m in message_ids]
+        removed = await self.bot.service.withdraw_posts(links)
+        if removed:
+            log.info("%d deleted result(s) left the gallery of server %s", removed, guild_id)
+
     async def maybe_feature(self, guild: discord.Guild, message: discord.Message, likes: int) -> None:
-        """Repost a result to the gallery channel the moment it reaches the like threshold."""
+        """Repost a result to the gallery channel the moment it reaches the like threshold (once,
+        though likes, buttons and ⭐ reactions together, may be taken back and given again)."""
         settings = await self.bot.service.guild_settings(str(guild.id))
-        if not settings.gallery_channel_id or not settings.like_threshold or likes != settings.like_threshold:
+        if not settings.gallery_channel_id or not settings.like_threshold or likes < settings.like_threshold:
             return
         channel = guild.get_channel(int(settings.gallery_channel_id))
-        if not isinstance(channel, discord.abc.Messageable):
+        if not isinstance(channel, discord.abc.Messageable) or not await self.bot.service.claim_feature(message.jump_url):
             return
         files = [await a.to_file() for a in message.attachments[:1]]
         try:

@@ -11,17 +11,20 @@ import asyncio
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
-from ...commands import CommandError, Request, parse_words, split_words
+from ...commands import HELP, JOB_COMMANDS, CommandError, Request, job_request, parse_words, split_words
 from ...console import CONSOLE_USER_PREFIX
-from ...service import Accepted
+from ...service import Accepted, Denied
 from ...store import JobRecord
 from ..attachments import ImageSource, InputRefused, check_attachment, download, find_image_urls
+from ..delivery import ResultDelivery
 from ..presenter import JobPresenter, Post, requester_of, upload_limit
+from ..typed_options import job_commands
 
 if TYPE_CHECKING:
     from ..client import DreamBot
@@ -30,21 +33,40 @@ __all__ = ["Dreams", "result_view"]
 
 log = logging.getLogger(__name__)
 
+STAR = "\N{WHITE MEDIUM STAR}"  # the reaction that counts as a like
+
 
 class Dreams(commands.Cog):
     def __init__(self, bot: DreamBot):
         self.bot = bot
         self.presenter = JobPresenter(bot, result_view)
+        self.delivery = ResultDelivery(bot, self.presenter, self._takes_back)
+        # Right-click > Apps. Context menus cannot be declared in a cog's body, so they are made here.
+        self._menus = (
+            app_commands.ContextMenu(name="Dream this", callback=self.dream_this),
+            app_commands.ContextMenu(name="Dream deeper", callback=self.dream_deeper),
+            app_commands.ContextMenu(name="Dream avatar", callback=self.dream_avatar),
+        )
 
     async def cog_load(self) -> None:
         # Buttons encode their job in custom_id, so they keep working after a restart.
         self.bot.add_dynamic_items(*_BUTTONS)
         self.bot.spawn(self._recover_after_ready())
+        self.bot.spawn(self.delivery.run_forever())  # results Discord refused, this run or the last
+        # The slash twins of !dream, !visualize and !zoom, typed option by option from core/params.py.
+        lines = {kind: HELP[kind].split(", e.g.")[0] for kind in JOB_COMMANDS}
+        self._slash = job_commands(lines, self.run_typed)
+        for command in (*self._slash, *self._menus):
+            self.bot.tree.add_command(command, override=True)
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(*_BUTTONS)
+        for command in self._slash:
+            self.bot.tree.remove_command(command.name)
+        for menu in self._menus:
+            self.bot.tree.remove_command(menu.name, type=menu.type)
 
-    @commands.hybrid_command(name="dream")
+    @commands.command(name="dream")
     async def dream(
         self,
         ctx: commands.Context,
@@ -59,12 +81,12 @@ class Dreams(commands.Cog):
             attachments = list(ctx.message.attachments)  # all of them, in the order they were attached
         await self._start(ctx, "dream", options, attachments)
 
-    @commands.hybrid_command(name="visualize", aliases=["visualise"])
+    @commands.command(name="visualize", aliases=["visualise"])
     async def visualize(self, ctx: commands.Context, *, target: str = "") -> None:
         """Render an ImageNet class from noise, e.g. !visualize anemone fish"""
         await self._start(ctx, "visualize", target, [])
 
-    @commands.hybrid_command(name="zoom")
+    @commands.command(name="zoom")
     async def zoom(self, ctx: commands.Context, image: Optional[discord.Attachment] = None, *, options: str = "") -> None:
         """An endless-zoom GIF of a photo (or noise), e.g. !zoom frames:12 zoom:1.1"""
         attachments = [image] if image is not None else []
@@ -82,10 +104,52 @@ class Dreams(commands.Cog):
             request = parse_words(kind, rest, prefix, defaults={"model": bot.settings.dream_model})
             sources = [check_attachment(a, bot.max_input_bytes) for a in attachments] + url_sources
             if not sources and ctx.message.reference is not None:
-                sources = _sources_of_reply(ctx.message.reference.resolved)
+                sources = _first_photo_of(ctx.message.reference.resolved)
         except (CommandError, InputRefused) as exc:
             await ctx.reply(str(exc), mention_author=False)
             return
+        await self._admit_and_follow(ctx, request, sources)
+
+    async def run_typed(self, interaction: discord.Interaction, kind: str, options: dict[str, Any],
+                        attachments: list[discord.Attachment]) -> None:
+        """A typed slash command: its options become the request the parser would have made."""
+        ctx = await commands.Context.from_interaction(interaction)
+        try:
+            request = job_request(kind, options, self.bot.prefix_in(ctx.guild), defaults={"model": self.bot.settings.dream_model})
+            sources = [check_attachment(a, self.bot.max_input_bytes) for a in attachments]
+        except (CommandError, InputRefused) as exc:
+            await ctx.send(str(exc), ephemeral=True)
+            return
+        await self._admit_and_follow(ctx, request, sources)
+
+    # -- from a context menu (Apps) ------------------------------------------------------------------
+
+    async def dream_this(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """The default dream on the first photo of a message."""
+        await self._dream_from_menu(interaction, _first_photo_of(message), {})
+
+    async def dream_deeper(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """The default dream with the deep preset on the first photo of a message."""
+        await self._dream_from_menu(interaction, _first_photo_of(message), {"layer": "deep"})
+
+    async def dream_avatar(self, interaction: discord.Interaction, user: discord.User | discord.Member) -> None:
+        """The default dream on someone's avatar (as shown on this server)."""
+        avatar = user.display_avatar.replace(format="png", size=512)
+        await self._dream_from_menu(interaction, [ImageSource(avatar.url, f"{user.name}-avatar.png", None, "image/png")], {})
+
+    async def _dream_from_menu(self, interaction: discord.Interaction, sources: list[ImageSource],
+                               options: dict[str, Any]) -> None:
+        ctx = await commands.Context.from_interaction(interaction)
+        if not sources:
+            await ctx.send("that message has no photo to dream on", ephemeral=True)
+            return
+        request = job_request("dream", options, self.bot.prefix_in(ctx.guild), defaults={"model": self.bot.settings.dream_model})
+        await self._admit_and_follow(ctx, request, sources)
+
+    async def _admit_and_follow(self, ctx: commands.Context, request: Request, sources: list[ImageSource]) -> None:
+        """Check, download, admit and queue a job, acknowledge it, and follow it to its result."""
+        bot = self.bot
+        kind, prefix = request.name, bot.prefix_in(ctx.guild)
         if (refused := bot.service.check(request)) is not None:
             await ctx.reply(refused.reason, mention_author=False)  # before anything is downloaded
             return
@@ -114,7 +178,7 @@ class Dreams(commands.Cog):
 
         # A task the bot owns: closing the bot stops following; the job itself is the service's.
         post = Post(ack, send, upload_limit(ctx.channel), ctx.author.id)
-        bot.spawn(self.presenter.follow(admitted.job_id, kind, post))
+        bot.spawn(self.presenter.follow(admitted.job_id, admitted.spec.kind, post))  # "video" when the input was a clip
 
     # -- from a button -------------------------------------------------------------------------------
 
@@ -129,7 +193,8 @@ class Dreams(commands.Cog):
             request = Request("dream", params)
         else:
             images = [i for i in (record.image, record.guide) if i is not None]
-            request = Request(record.kind, dict(record.params))
+            # Users ask for a dream on a clip; the compiler makes it a "video" job again from the clip.
+            request = Request("dream" if record.kind == "video" else record.kind, dict(record.params))
         admitted = await self.bot.service.submit(request, requester_of(interaction.user, interaction.channel), images=images)
         if not isinstance(admitted, Accepted):
             await interaction.response.send_message(f"⏳ {admitted.reason}", ephemeral=True)
@@ -149,11 +214,44 @@ class Dreams(commands.Cog):
             return
         liked = await self.bot.service.like(job_id, interaction.message.jump_url, channel_id=str(interaction.channel_id),
                                             user_id=str(interaction.user.id))
+        if isinstance(liked, Denied):
+            await interaction.response.send_message(liked.reason, ephemeral=True)
+            return
         text = f"⭐ liked ({liked.likes} likes)" if liked.added else f"you already liked this ({liked.likes} likes)"
         await interaction.response.send_message(text, ephemeral=True)
         community = self.bot.community
         if liked.added and community is not None:
             await community.maybe_feature(interaction.guild, interaction.message, liked.likes)
+
+    # -- ⭐ reactions: a like by another way, under the Like button's rules ------------------------
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        # Raw events: results posted before a restart are not in the message cache.
+        assert self.bot.user is not None, "reactions arrive once the bot is logged in"
+        if payload.message_author_id != self.bot.user.id or (job_id := await self._starred_result(payload)) is None:
+            return
+        link = _message_link(payload)
+        liked = await self.bot.service.like(job_id, link, channel_id=str(payload.channel_id), user_id=str(payload.user_id))
+        guild = self.bot.get_guild(payload.guild_id or 0)
+        community = self.bot.community
+        if isinstance(liked, Denied) or not liked.added or community is None or guild is None:
+            return  # a reaction cannot be answered privately: refusals stay silent
+        channel = guild.get_channel_or_thread(payload.channel_id)
+        if isinstance(channel, discord.abc.Messageable):
+            await community.maybe_feature(guild, await channel.fetch_message(payload.message_id), liked.likes)
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        if (job_id := await self._starred_result(payload)) is not None:
+            await self.bot.service.unlike(job_id, str(payload.user_id))
+
+    async def _starred_result(self, payload: discord.RawReactionActionEvent) -> int | None:
+        """The job of the result someone else than the bot starred on a server, else None."""
+        assert self.bot.user is not None, "reactions arrive once the bot is logged in"
+        if str(payload.emoji) != STAR or payload.guild_id is None or payload.user_id == self.bot.user.id:
+            return None
+        return await self.bot.service.job_posted_in(_message_link(payload))
 
     # -- after a restart -----------------------------------------------------------------------------
 
@@ -190,15 +288,21 @@ class Dreams(commands.Cog):
         self.bot.spawn(self.presenter.follow(record.id, record.kind, Post(ack, send, upload_limit(channel), int(record.user_id))))
 
 
+def _message_link(payload: discord.RawReactionActionEvent) -> str:
+    """The message's link as discord.py writes `Message.jump_url`, which is what the store recorded."""
+    return discord.MessageReference(message_id=payload.message_id, channel_id=payload.channel_id,
+                                    guild_id=payload.guild_id).jump_url
+
+
 def _is_discord_job(record: JobRecord) -> bool:
     return not record.user_id.startswith(CONSOLE_USER_PREFIX) and record.channel_id is not None
 
 
-def _sources_of_reply(message: object) -> list[ImageSource]:
+def _first_photo_of(message: object) -> list[ImageSource]:
     if not isinstance(message, discord.Message):
         return []
     return [ImageSource(a.url, a.filename, a.size, a.content_type) for a in message.attachments
-            if (a.content_type or "").startswith("image/")][:1]
+            if (a.content_type or "").startswith(("image/", "video/"))][:1]
 
 
 # -- buttons ---------------------------------------------------------------------------------------

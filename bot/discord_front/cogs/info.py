@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import discord
 from discord.ext import commands
 
-from ...commands import CommandError, parse_command
+from ...commands import CommandError, command_summaries, parse_command
 from ..presenter import requester_of
 
 if TYPE_CHECKING:
@@ -75,7 +76,22 @@ class Info(commands.Cog):
     @commands.hybrid_command(name="help")
     async def help(self, ctx: commands.Context, command: str = "") -> None:
         """Help on all commands or one, e.g. !help dream"""
-        await self._answer(ctx, "help", command)
+        if command:
+            await self._answer(ctx, "help", command)  # one command's options, a line each
+            return
+        await ctx.send(embed=self._help_embed(self.bot.prefix_in(ctx.guild)))
+
+    @staticmethod
+    def _help_embed(prefix: str) -> discord.Embed:
+        """Every command in a field of its own, with an example; the slash commands take the same options."""
+        embed = discord.Embed(
+            title="DeepDream bot",
+            description=f"Type a command with `{prefix}` or `/`. On a message with a photo: Apps > Dream this "
+                        f"(or Dream deeper); on a person: Apps > Dream avatar. `{prefix}help dream` lists a command's options.",
+        )
+        for name, what, example in command_summaries(prefix):
+            embed.add_field(name=f"{prefix}{name}", value=f"{what}\n`{example}`" if example else what, inline=False)
+        return embed
 
 
 async def setup(bot: DreamBot) -> None:
