@@ -67,8 +67,12 @@ class PublicResult:
     author_id: str | None  # the Discord user who asked; None unless the server shows names
 
     @property
+    def is_video(self) -> bool:
+        return self.mime_type.startswith("video/")  # a dreamt clip, shown in a <video> element
+
+    @property
     def is_animation(self) -> bool:
-        return self.mime_type == "image/gif"
+        return self.mime_type == "image/gif" or self.is_video
 
 
 @dataclass(frozen=True)

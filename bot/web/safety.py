@@ -22,6 +22,7 @@ __all__ = [
 CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'none'",
     "img-src 'self'",
+    "media-src 'self'",  # dreamt clips
     "style-src 'self'",
     "base-uri 'none'",
     "form-action 'none'",

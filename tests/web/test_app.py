@@ -298,3 +298,18 @@ async def test_healthz_is_503_when_a_check_fails(published):
         response = await client.get("/healthz")
         assert response.status == 503
         assert (await response.json())["status"] == "failing"
+
+
+async def test_a_video_result_is_shown_in_a_video_element_and_served_as_mp4(client, published, photo_path):
+    from tests.clip_making import encode_video, pan_and_zoom
+
+    clip = encode_video(pan_and_zoom(photo_path("chelsea.png"), frames=6, size=(64, 48)))
+    job = await published.publish("clip", "dream", {}, clip, "mp4", images=(clip,))
+    page = await client.get(f"/results/{job}")
+    html = await page.text()
+    assert page.status == 200 and f'<video id="result" src="/results/{job}/file"' in html
+    assert "a video (video/mp4)" in html and "media-src 'self'" in page.headers["Content-Security-Policy"]
+    gallery = await (await client.get(f"/servers/{PUBLIC}")).text()
+    assert f'<video src="/results/{job}/file" muted loop' in gallery, "the newest result's card plays the clip"
+    file = await client.get(f"/results/{job}/file")
+    assert file.status == 200 and file.headers["Content-Type"] == "video/mp4" and await file.read() == clip
