@@ -11,7 +11,7 @@ import asyncio
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -67,19 +67,10 @@ class Dreams(commands.Cog):
             self.bot.tree.remove_command(menu.name, type=menu.type)
 
     @commands.command(name="dream")
-    async def dream(
-        self,
-        ctx: commands.Context,
-        image: Optional[discord.Attachment] = None,
-        guide: Optional[discord.Attachment] = None,
-        *,
-        options: str = "",
-    ) -> None:
+    async def dream(self, ctx: commands.Context, *, options: str = "") -> None:
         """Dream on a photo: attach it (a second one guides), e.g. !dream layer:deep strength:2"""
-        attachments = [a for a in (image, guide) if a is not None]
-        if ctx.interaction is None:
-            attachments = list(ctx.message.attachments)  # all of them, in the order they were attached
-        await self._start(ctx, "dream", options, attachments)
+        # Prefix only (the slash form is typed_options'): every attachment, in the order attached.
+        await self._start(ctx, "dream", options, list(ctx.message.attachments))
 
     @commands.command(name="visualize", aliases=["visualise"])
     async def visualize(self, ctx: commands.Context, *, target: str = "") -> None:
@@ -87,12 +78,9 @@ class Dreams(commands.Cog):
         await self._start(ctx, "visualize", target, [])
 
     @commands.command(name="zoom")
-    async def zoom(self, ctx: commands.Context, image: Optional[discord.Attachment] = None, *, options: str = "") -> None:
+    async def zoom(self, ctx: commands.Context, *, options: str = "") -> None:
         """An endless-zoom GIF of a photo (or noise), e.g. !zoom frames:12 zoom:1.1"""
-        attachments = [image] if image is not None else []
-        if ctx.interaction is None:
-            attachments = list(ctx.message.attachments)
-        await self._start(ctx, kind="zoom", options=options, attachments=attachments)
+        await self._start(ctx, kind="zoom", options=options, attachments=list(ctx.message.attachments))
 
     # -- from a command ------------------------------------------------------------------------------
 
