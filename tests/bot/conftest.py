@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import main
 from bot.executor import LocalProcessExecutor, PoolExecutor, RayExecutor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -37,3 +38,37 @@ def make_executor(request: pytest.FixtureRequest) -> Callable[..., PoolExecutor]
         request.getfixturevalue("ray_instance")
         return RayExecutor
     return LocalProcessExecutor
+
+
+# -- the CLI, run in-process (test_cli.py, test_cli_video.py) ---------------------------------------
+
+
+@pytest.fixture
+def run(capsys):
+    """dreambot in-process: (exit code, stdout, stderr); a usage error's SystemExit becomes its code."""
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+@pytest.fixture
+def fails(run):
+    """Run a command that must fail; returns its one stderr line."""
+
+    def call(*argv: str) -> str:
+        code, out, err = run(*argv)
+        assert code != 0, (out, err)
+        assert "Traceback" not in out + err
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].strip(), err
+        assert err.endswith("\n")
+        return lines[0]
+
+    return call

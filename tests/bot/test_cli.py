@@ -12,7 +12,6 @@ import skimage
 import torch
 from PIL import Image
 
-from bot.cli import main
 
 PHOTOS = Path(skimage.__file__).parent / "data"
 CHELSEA = str(PHOTOS / "chelsea.png")  # 451 x 300
@@ -21,37 +20,6 @@ CHELSEA = str(PHOTOS / "chelsea.png")  # 451 x 300
 @pytest.fixture(autouse=True)
 def _no_device_from_the_environment(monkeypatch):
     monkeypatch.delenv("DEVICE", raising=False)
-
-
-@pytest.fixture
-def run(capsys):
-    """dreambot in-process: (exit code, stdout, stderr); a usage error's SystemExit becomes its code."""
-
-    def call(*argv: str) -> tuple[int, str, str]:
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
-
-
-@pytest.fixture
-def fails(run):
-    """Run a command that must fail; returns its one stderr line."""
-
-    def call(*argv: str) -> str:
-        code, out, err = run(*argv)
-        assert code != 0, (out, err)
-        assert "Traceback" not in out + err
-        lines = err.splitlines()
-        assert len(lines) == 1 and lines[0].strip(), err
-        assert err.endswith("\n")
-        return lines[0]
-
-    return call
 
 
 def oversized_png(path: Path, side: int = 30000) -> Path:

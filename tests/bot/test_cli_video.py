@@ -6,36 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.cli import main
 from core.clips import probe_clip
 from tests.clip_making import encode_video, pan_and_zoom
 
 QUICK = ("--steps", "1", "--octaves", "1", "--device", "cpu")
-
-
-@pytest.fixture
-def run(capsys):
-    def call(*argv) -> tuple[int, str, str]:
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
-
-
-@pytest.fixture
-def fails(run):
-    def call(*argv) -> str:
-        code, out, err = run(*argv)
-        assert code != 0 and "Traceback" not in out + err
-        lines = err.splitlines()
-        assert len(lines) == 1, err
-        return lines[0]
-
-    return call
 
 
 @pytest.fixture(scope="module")

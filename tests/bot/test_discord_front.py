@@ -57,7 +57,7 @@ def bot_said(fake, text):
 async def test_dream_on_an_attachment_acknowledges_shows_progress_and_replies(world, photo):
     fake = world.fake
     async with world.bot():
-        sent = await fake.dispatch_message(f"!dream steps:6 octaves:2 max_side:96", attachments=[fake.add_attachment(photo, "cat.png")])
+        sent = await fake.dispatch_message("!dream steps:6 octaves:2 max_side:96", attachments=[fake.add_attachment(photo, "cat.png")])
         upload = await fake.wait_for_upload()
         assert decoded(upload.data).size == (96, 64)
         ack = next(m for m in fake.messages if m["content"].startswith("🌀 job #1"))

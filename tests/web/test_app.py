@@ -54,7 +54,7 @@ async def test_a_result_page_shows_the_image_kind_command_likes_and_date(client,
     html = await text_of(await client.get(f"/results/{dream}"))
     assert f'<img id="result" src="/results/{dream}/file"' in html
     assert "dream, an image (image/png)" in html
-    assert f"?dream layer:block13 strength:2.0 seed:7" in html, "the server's own prefix and what differs from the defaults"
+    assert "?dream layer:block13 strength:2.0 seed:7" in html, "the server's own prefix and what differs from the defaults"
     assert re.search(r"<dt>Likes</dt><dd>2</dd>", html)
     assert re.search(r"<time datetime=\"\d{4}-\d\d-\d\dT[^\"]+\">\d{4}-\d\d-\d\d \d\d:\d\d UTC</time>", html)
     assert message_link(PUBLIC, dream) in html
