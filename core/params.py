@@ -36,22 +36,26 @@ class DreamParams:
     max_side: int = _spec(2048, 64, 4096, "output's longest side in pixels")
     tile: int = _spec(512, 128, 2048, "tile size in pixels; larger images are dreamt tile by tile")
     jitter: int = _spec(32, 0, 128, "random roll in pixels before each step")
+    target: str = _spec("", help="ImageNet class to make emerge in the photo (see `classes`); empty: amplify the layer")
+    iterations: int = _spec(1, 1, 8, "dream on the dream this many times, zooming in a little between passes")
 
 
 @dataclass(frozen=True)
 class VisualizeParams:
     model: str = _spec("efficientnet-lite0", help="network name (see `models`)")
     target: str = _spec("banana", help="ImageNet class name or index (see `classes`)")
-    size: int = _spec(224, 64, 512, "side of the square render in pixels")
+    style: str = _spec("natural", help="natural (photo-like colours and spectrum) or vivid (saturated, detailed)", choices=("natural", "vivid"))
+    size: int = _spec(224, 64, 1024, "side of the square render in pixels")
     steps: int = _spec(256, 10, 2000, "optimiser steps")
-    lr: float = _spec(0.05, 0.001, 1.0, "Adam learning rate")
+    lr: float = _spec(0.05, 0.001, 1.0, "optimiser learning rate")
+    mask: bool = _spec(False, help="natural style: make the parts the network ignores transparent (PNG alpha)")
 
 
 @dataclass(frozen=True)
 class ZoomParams:
     model: str = _spec("efficientnet-lite0", help="network name (see `models`)")
     layer: str = _spec("mid", help="preset (shallow, mid, deep) or layer name(s)")
-    frames: int = _spec(24, 1, 240, "number of frames in the GIF")
+    frames: int = _spec(24, 1, 240, "number of frames in the animation")
     zoom: float = _spec(1.05, 1.0, 1.5, "zoom factor per frame")
     rotate: float = _spec(0.0, -15.0, 15.0, "rotation in degrees per frame")
     size: int = _spec(320, 64, 1024, "longest side of the frames in pixels")
@@ -59,7 +63,9 @@ class ZoomParams:
     octaves: int = _spec(2, 1, 6, "pyramid levels for each frame")
     strength: float = _spec(1.0, 0.05, 10.0, "step size multiplier")
     frame_ms: int = _spec(80, 20, 1000, "display time of each frame in milliseconds")
-    max_bytes: int = _spec(10 * 1024 * 1024, 64 * 1024, 500 * 1024 * 1024, "byte budget of the GIF")
+    max_bytes: int = _spec(10 * 1024 * 1024, 64 * 1024, 500 * 1024 * 1024, "byte budget of the animation")
+    loop: str = _spec("plain", help="plain, or seamless (the last frame leads back into the first)", choices=("plain", "seamless"))
+    format: str = _spec("auto", help="auto (the best that fits the budget), gif, webp or mp4", choices=("auto", "gif", "webp", "mp4"))
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ def validate_params(kind: str, raw: dict[str, Any] | None = None):
         lo, hi = known[name].metadata["lo"], known[name].metadata["hi"]
         if (lo is not None and coerced < lo) or (hi is not None and coerced > hi):
             raise InvalidParameter(f"{name} must be between {_number(lo)} and {_number(hi)}, got {coerced!r}")
-        if isinstance(coerced, str) and not coerced:
+        if isinstance(coerced, str) and not coerced and known[name].default != "":
             raise InvalidParameter(f"{name} must not be empty")
         choices = known[name].metadata["choices"]
         if choices and coerced.lower() not in choices:
