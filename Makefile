@@ -29,11 +29,16 @@ chromium:
 test: $(STAMP) postgres chromium
 	$(PY) -m pytest -q
 
-# Speed against the naive loop, then the cost model's predictions against measured seconds.
+# Speed against the naive loop, the cost model's predictions against measured seconds, video
+# coherence, then how the results look: class renders against photos, class-guided dreams, going deeper.
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.cost_check
 	$(PY) -m benchmarks.video
+	$(PY) -m benchmarks.zooms
+	$(PY) -m benchmarks.renders --save bench-results/renders
+	$(PY) -m benchmarks.target_dreams
+	$(PY) -m benchmarks.deeper
 
 # On a CUDA machine: the GPU figures (step ms at 1024, batched image-steps/s, whole dream), as JSON.
 bench-gpu: $(STAMP)

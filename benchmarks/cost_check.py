@@ -1,8 +1,8 @@
-"""How well `core.cost` predicts real jobs: nine jobs run, each priced before it runs.
+"""How well `core.cost` predicts real jobs: eleven jobs run, each priced before it runs.
 
     python -m benchmarks.cost_check [--device cpu|cuda] [--rounds N] [--backward]
 
-Dreams (max_side 256, 512, 1024), class renders (size 128, 224, 320) and zooms (size 128, 256, 384)
+Dreams (max_side 256, 512, 1024), vivid class renders (size 128, 224, 320), natural ones (224, 1024) and zooms (size 128, 256, 384)
 run through `core.runner.JobRunner` one after another. Each is predicted by a `RateMeter` before it
 runs, timed, and then fed to the meter, as the executor's workers do; the table shows the
 prediction, the measurement and the relative error, and the median absolute error at the end.
@@ -39,9 +39,11 @@ JOBS: list[tuple[str, int, dict[str, Any], str | None]] = [
     ("dream", 256, {"max_side": 256, "steps": 10, "octaves": 4}, "chelsea.png"),
     ("dream", 512, {"max_side": 512, "steps": 10, "octaves": 4}, "astronaut.png"),
     ("dream", 1024, {"max_side": 1024, "steps": 10, "octaves": 4}, "astronaut.png@2048"),
-    ("visualize", 128, {"size": 128, "steps": 64, "target": "banana"}, None),
+    ("visualize", 128, {"size": 128, "steps": 64, "target": "banana", "style": "vivid"}, None),
+    ("visualize", 224, {"size": 224, "steps": 64, "target": "banana", "style": "vivid"}, None),
+    ("visualize", 320, {"size": 320, "steps": 64, "target": "banana", "style": "vivid"}, None),
     ("visualize", 224, {"size": 224, "steps": 64, "target": "banana"}, None),
-    ("visualize", 320, {"size": 320, "steps": 64, "target": "banana"}, None),
+    ("visualize", 1024, {"size": 1024, "steps": 32, "target": "banana"}, None),
     ("zoom", 128, {"size": 128, "frames": 6}, None),
     ("zoom", 256, {"size": 256, "frames": 6}, "chelsea.png"),
     ("zoom", 384, {"size": 384, "frames": 6}, "astronaut.png"),
@@ -141,7 +143,7 @@ def backward_ratio(model: str = "efficientnet-lite0", layer: str = "block8", siz
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=1, help="run the nine jobs this many times with one meter")
+    parser.add_argument("--rounds", type=int, default=1, help="run the jobs this many times with one meter")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each job; the fastest counts (default 3)")
     parser.add_argument("--backward", action="store_true", help="also measure the backward/forward ratio")
     args = parser.parse_args(argv)

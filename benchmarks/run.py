@@ -56,7 +56,8 @@ from core.render import RenderSettings, render
 from core.runner import JobRunner
 from core.spec import compile_job
 from core.transforms import compose, standard_transforms
-from core.zoom import encode_gif, noise_image, zoom_step
+from core.clip_encoding import encode_clip
+from core.zoom import noise_image, zoom_step
 
 BASE_STEP = 1.5 / 255
 MB = 1024 * 1024
@@ -211,7 +212,7 @@ def naive_job(case: Case, net: NaiveNetwork, device: torch.device) -> bytes:
                                   generator=generator, strength=p.strength)
             frames.append(current)
             current = zoom_step(current, p.zoom, p.rotate)
-        return encode_gif([to_pil(f) for f in frames], p.max_bytes, p.frame_ms)[0]
+        return encode_clip([np.asarray(to_pil(f)) for f in frames], 1000 / p.frame_ms, p.format, p.max_bytes)[0]
     raise ValueError(case.kind)
 
 

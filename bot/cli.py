@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from core.errors import DreamError, InvalidParameter
+from core.params import TARGET_DREAM_DEFAULTS
 
 __all__ = ["main", "build_parser"]
 
 IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
-CLIP_SUFFIXES = {".mp4": "mp4", ".gif": "gif", ".webp": "webp"}  # a dream on a clip: the output's format
+CLIP_SUFFIXES = {".mp4": "mp4", ".gif": "gif", ".webp": "webp"}  # a zoom's or a dream on a clip's: the output's format
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -44,10 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", help="preset (shallow, mid, deep) or layer name(s), comma-separated")
     p.add_argument("--channel", help="channel index(es), comma-separated")
     p.add_argument("--guide", help="guide image whose features the dream moves toward")
+    p.add_argument("--target", metavar="CLASS", help="ImageNet class to make emerge in the photo, e.g. banana, 'anemone fish', 954; "
+                   f"max-side then defaults to {TARGET_DREAM_DEFAULTS['max_side']} and strength to {TARGET_DREAM_DEFAULTS['strength']:g}")
     p.add_argument("--strength", type=float)
     p.add_argument("--octaves", type=int)
     p.add_argument("--steps", type=int)
     p.add_argument("--octave-scale", type=float)
+    p.add_argument("--iterations", type=int, help="dream on the dream this many times, zooming in a little between passes (default 1)")
     p.add_argument("--max-side", type=int, help="cap on the output's longest side (default 2048)")
     p.add_argument("--tile", type=int, help="tile size in pixels (default 512)")
     p.add_argument("--blend", type=float, help="video: share of the previous frame's dream each frame starts from (0: each alone)")
@@ -58,16 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("visualize", help="render an ImageNet class from noise")
     p.add_argument("target", nargs="+", metavar="CLASS", help="class name or index, e.g. banana, 'anemone fish', 954")
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .webp)")
-    p.add_argument("--size", type=int)
+    p.add_argument("--style", choices=["natural", "vivid"], help="natural (default: photo-like colours) or vivid (saturated)")
+    p.add_argument("--size", type=int, help="side in pixels, 64-1024 (default 224)")
     p.add_argument("--steps", type=int)
+    p.add_argument("--lr", type=float, help="optimiser learning rate (default 0.05)")
+    p.add_argument("--mask", action="store_true", help="natural style: make what the network ignores transparent (.png or .webp)")
     p.add_argument("--seed", type=int, default=0)
     _add_common(p)
 
-    p = sub.add_parser("zoom", help="endless zoom into a dream, as a looping GIF")
+    p = sub.add_parser("zoom", help="endless zoom into a dream, as a looping MP4, WebP or GIF")
     p.add_argument("input", nargs="?", help="photo to start from (default: noise)")
-    p.add_argument("-o", "--output", required=True, help="output .gif")
+    p.add_argument("-o", "--output", required=True, help="output .mp4, .webp or .gif: the extension chooses the format")
+    p.add_argument("--format", choices=["mp4", "webp", "gif"], help="the output's format; the extension of -o must match it")
+    p.add_argument("--loop", choices=["plain", "seamless"], help="seamless: the last frame leads back into the first (default plain)")
     p.add_argument("--frames", type=int)
-    p.add_argument("--max-bytes", type=int, help="byte budget of the GIF (default 10 MiB)")
+    p.add_argument("--frame-ms", type=int, help="display time of each frame in milliseconds (default 80)")
+    p.add_argument("--max-bytes", type=int, help="byte budget of the animation (default 10 MiB)")
     p.add_argument("--zoom", type=float, help="zoom factor per frame (default 1.05)")
     p.add_argument("--rotate", type=float, help="degrees of rotation per frame")
     p.add_argument("--size", type=int, help="longest side of the frames")
@@ -177,11 +187,13 @@ def _cmd_dream(args: argparse.Namespace) -> int:
         return _dream_on_clip(args, image)
     out = _check_output(args.output, list(IMAGE_SUFFIXES))
     guide = _read_input(args.guide) if args.guide else None
-    params = _params(args, ["layer", "channel", "strength", "octaves", "steps", "octave_scale", "max_side", "tile", "blend", "flow"])
+    params = _params(args, ["layer", "channel", "strength", "octaves", "steps", "octave_scale", "max_side", "tile", "blend", "flow",
+                            "iterations", "target"])
     result = _run_job(args, "dream", params, image, guide)
     _write_atomically(out, _convert(result.data, IMAGE_SUFFIXES[out.suffix.lower()]))
-    print(f"wrote {out} ({result.metadata['size'][0]}x{result.metadata['size'][1]}, {result.metadata['objective']}, "
-          f"{result.timings['total']:.1f} s)")
+    m = result.metadata
+    seen = f"target {m['class_name']} p={m['probability']:.3f}, top-1 {m['top1_name']}" if "class_name" in m else m["objective"]
+    print(f"wrote {out} ({m['size'][0]}x{m['size'][1]}, {seen}, {result.timings['total']:.1f} s)")
     return 0
 
 
@@ -189,7 +201,8 @@ def _dream_on_clip(args: argparse.Namespace, clip: bytes) -> int:
     out = _check_output(args.output, list(CLIP_SUFFIXES))
     if args.guide:
         raise InvalidParameter("a dream on a video takes no guide image")
-    params = _params(args, ["layer", "channel", "strength", "octaves", "steps", "octave_scale", "max_side", "tile", "blend", "flow"])
+    params = _params(args, ["layer", "channel", "strength", "octaves", "steps", "octave_scale", "max_side", "tile", "blend", "flow",
+                            "target"])  # given, a photo-only option gets its one line from compile_job
     result = _run_job(args, "dream", params | {"format": CLIP_SUFFIXES[out.suffix.lower()]}, clip)
     _write_atomically(out, result.data)
     m = result.metadata
@@ -201,7 +214,9 @@ def _dream_on_clip(args: argparse.Namespace, clip: bytes) -> int:
 
 def _cmd_visualize(args: argparse.Namespace) -> int:
     out = _check_output(args.output, list(IMAGE_SUFFIXES))
-    params = _params(args, ["size", "steps"]) | {"target": " ".join(args.target)}
+    if args.mask and out.suffix.lower() in (".jpg", ".jpeg"):
+        raise InvalidParameter("--mask needs a .png or .webp output: JPEG has no transparency")
+    params = _params(args, ["style", "size", "steps", "lr"]) | {"target": " ".join(args.target)} | ({"mask": True} if args.mask else {})
     result = _run_job(args, "visualize", params)
     _write_atomically(out, _convert(result.data, IMAGE_SUFFIXES[out.suffix.lower()]))
     m = result.metadata
@@ -211,13 +226,17 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
 
 
 def _cmd_zoom(args: argparse.Namespace) -> int:
-    out = _check_output(args.output, [".gif"])
+    out = _check_output(args.output, list(CLIP_SUFFIXES))
+    fmt = CLIP_SUFFIXES[out.suffix.lower()]
+    if args.format is not None and args.format != fmt:
+        raise InvalidParameter(f"--format {args.format} disagrees with the output {out.name}; name it .{args.format} or leave --format out")
     image = _read_input(args.input) if args.input else None
-    params = _params(args, ["frames", "max_bytes", "zoom", "rotate", "size", "layer", "steps", "octaves"])
-    result = _run_job(args, "zoom", params, image)
+    params = _params(args, ["frames", "frame_ms", "max_bytes", "zoom", "rotate", "size", "layer", "steps", "octaves", "loop"])
+    result = _run_job(args, "zoom", params | {"format": fmt}, image)
     _write_atomically(out, result.data)
     m = result.metadata
-    print(f"wrote {out}: {m['frames']} frames, {m['size'][0]}x{m['size'][1]}, {m['colors']} colours, "
+    colours = f", {m['colors']} colours" if m["colors"] else ""
+    print(f"wrote {out}: {m['frames']} frames, {m['size'][0]}x{m['size'][1]}{colours}, {m['loop']} loop, "
           f"{m['bytes'] / 1024:.0f} KiB, {result.timings['total']:.1f} s")
     return 0
 

@@ -34,9 +34,9 @@ JOB_COMMANDS = ("dream", "visualize", "zoom")
 # One line of help and an example per command, for `!help`. Written with the default prefix "!";
 # command_help() substitutes a guild's own prefix.
 HELP: dict[str, str] = {
-    "dream": "dream on the attached photo or short video (which also takes blend: and flow:), e.g. !dream layer:deep strength:2 octaves:4 seed:7",
+    "dream": "dream on the attached photo or short video (which also takes blend: and flow:); target:CLASS makes a class emerge in a photo, e.g. !dream layer:deep strength:2 octaves:4 seed:7",
     "visualize": "render what the network sees as an ImageNet class, e.g. !visualize anemone fish",
-    "zoom": "an endless-zoom GIF (on the attached photo, or noise), e.g. !zoom frames:12 zoom:1.1",
+    "zoom": "an endless zoom (on the attached photo, or noise) as WebP, MP4 or GIF (format:), e.g. !zoom frames:12 loop:seamless format:mp4",
     "models": "list the networks you can dream with, e.g. !models",
     "layers": "list the layers and presets of a network, e.g. !layers efficientnet-lite0",
     "classes": "search the ImageNet class names for !visualize, e.g. !classes fish",
@@ -156,10 +156,14 @@ def reproduce_stored_command(kind: str, params: Mapping[str, Any], seed: int, pr
 def _command_for(kind: str, typed: Any, seed: int, prefix: str) -> str:
     params = as_dict(typed)
     # Layers default per model ("mid" is block8 on one, inception4c on another): compare with that model's.
-    defaults = as_dict(default_params(kind, typed.model)) | {"model": type(typed)().model}
+    # A dream's target brings its own defaults (core.params.TARGET_DREAM_DEFAULTS): compare with those.
+    chosen = {"target": typed.target} if kind == "dream" and typed.target else {}
+    defaults = as_dict(default_params(kind, typed.model, **chosen)) | {"model": type(typed)().model}
     parts = [f"{prefix}{'dream' if kind == 'video' else kind}"]  # a video is a dream on a clip
     if kind == "visualize":
         parts.append(str(params.pop("target")))
+    if chosen:
+        parts.append(f"target:{shlex.quote(str(params.pop('target')))}")
     for key, value in params.items():
         if defaults.get(key) != value:
             shown = ",".join(map(str, value)) if isinstance(value, list) else value

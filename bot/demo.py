@@ -1,7 +1,7 @@
 """`make demo`: the console pipeline on the embedded defaults (bundled model, SQLite, no token).
 
 Feeds a short scripted chat to `dreambot console`: a dream on a real photo, a class render, a zoom
-GIF, then one job too many so the rate limit answers, and the quota and stats.
+(an animated WebP), then one job too many so the rate limit answers, and the quota and stats.
 """
 
 from __future__ import annotations

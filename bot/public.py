@@ -68,11 +68,12 @@ class PublicResult:
 
     @property
     def is_video(self) -> bool:
-        return self.mime_type.startswith("video/")  # a dreamt clip, shown in a <video> element
+        return self.mime_type.startswith("video/")  # a dreamt clip or an MP4 zoom, shown in a <video> element
 
     @property
     def is_animation(self) -> bool:
-        return self.mime_type == "image/gif" or self.is_video
+        # Only zooms and clips are GIFs or WebPs: a dream or a render is always a PNG (core/runner.py).
+        return self.mime_type in ("image/gif", "image/webp") or self.is_video
 
 
 @dataclass(frozen=True)

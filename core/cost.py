@@ -20,11 +20,14 @@ import math
 from dataclasses import dataclass, replace
 from typing import Mapping
 
+from .clip_encoding import auto_tries_webp
 from .clips import work_size
 from .video import CoherenceSettings, refresh_settings
+from .zoom import crossfade_frames
 from .dream import TILE_MARGIN, DreamSettings, _patch_bounds, _tile_edges, octave_sizes
 from .models.registry import ModelEntry, get_entry, resolve_layers
 from .params import DreamParams, VideoParams, VisualizeParams, ZoomParams, fields_for
+from .render import NaturalRenderSettings
 
 __all__ = ["JobCost", "Rates", "DEFAULT_RATES", "BACKWARD_RATIO", "job_cost", "seconds", "work_share", "RateMeter"]
 
@@ -41,16 +44,22 @@ BACKWARD_RATIO = 1.3
 # dreamt (detailed) image is 1. The weights below are the other operations' time relative to it,
 # measured with Pillow on the same CPU; ratios of codecs hold across machines better than speeds.
 DECODE_WEIGHT = 0.18  # decode a PNG/JPEG and LANCZOS-fit it to max_side, per source megapixel
-# A GIF frame: Pillow's median cut with dithering works per distinct colour, and a dreamt frame's
-# distinct colours stop growing at about 0.1 megapixels (its colour table is capped), so small
-# frames cost about 10x a PNG per pixel; beyond that each pixel costs about what a PNG's does.
-GIF_WEIGHT = 1.0  # per frame megapixel
-GIF_COLOR_WEIGHT = 10.5  # per frame megapixel, up to GIF_COLOR_MEGAPIXELS of each frame
-GIF_COLOR_MEGAPIXELS = 0.1
-RESIZE_WEIGHT = 0.07  # LANCZOS shrink of GIF frames that overshoot the byte budget, per source megapixel
-# GIF bytes per pixel at each colour count that `encode_gif` tries, for dreamt frames (measured on
-# zooms from noise and photos; noise-like detail compresses badly, so these are on the high side).
+# Animations (core/clip_encoding.py), per frame megapixel of each try, measured on zooms of 24-96
+# frames at 320 and 512 px: mapping a frame onto the GIF's palette with dithering and compressing
+# it; and a WebP frame at any quality. A GIF's palette costs the same whatever the frames' size
+# (it is made from a fixed-size sample), once per try. H.264 is VIDEO_ENCODE_WEIGHT below.
+GIF_WEIGHT = 0.25
+GIF_PALETTE_WEIGHT = 1.4  # per try
+WEBP_WEIGHT = 0.7
+# One bicubic zoom of an image between a dream's iterations (core.deeper), per megapixel.
+WARP_WEIGHT = 0.4
+RESIZE_WEIGHT = 0.07  # LANCZOS shrink of frames that overshoot the byte budget, per source megapixel
+# Bytes per pixel of each try that `encode_clip` makes, for dreamt frames (measured on zooms from
+# noise and photos; noise-like detail compresses badly, so these are on the high side): a GIF at
+# each colour count, a WebP at each quality, an H.264 frame at constant quality.
 GIF_BYTES_PER_PIXEL = {256: 1.1, 128: 0.9, 64: 0.72, 32: 0.56, 16: 0.44}
+WEBP_BYTES_PER_PIXEL = {90: 0.52, 80: 0.39, 60: 0.28, 40: 0.22, 25: 0.17}
+MP4_BYTES_PER_PIXEL = 0.24
 
 # A clip (core/video.py), per frame megapixel, measured the same way at 320 px: decoding H.264 and
 # fitting the frame (per source megapixel); the two DIS flows and their warps between consecutive
@@ -66,6 +75,10 @@ RENDER_STEP_PASSES = 3
 # 0.90, 0.92, ..., 1.10, rotate (same size), crop 4. The network sees that crop at every render step.
 _RENDER_PAD, _RENDER_CROP_BEFORE, _RENDER_CROP_AFTER = 12, 8, 4
 _RENDER_SCALES = tuple(1 + (i - 5) / 50 for i in range(11))
+# A natural render step's work outside the network (phase to image through an inverse FFT and back,
+# crop resampling), in GFLOP-equivalents per megapixel of the render: measured on the CPU as the
+# extra time of a 1024 px render over a 224 px one with the same crops.
+NATURAL_IMAGE_GFLOP_PER_MEGAPIXEL = 2.0
 
 
 @dataclass(frozen=True)
@@ -82,7 +95,7 @@ class JobCost:
     network: float  # GFLOP through the network: forward + backward over every step, octave, tile (with margins), frame and render crop
     passes: int  # network passes (steps x tiles x octaves x frames; render steps count RENDER_STEP_PASSES); each has a fixed cost
     decode: float  # PNG-encode-equivalent megapixels of decoding and fitting the input photo
-    encode: float  # PNG-encode-equivalent megapixels of encoding the output (a zoom: the GIF, budget retries included)
+    encode: float  # PNG-encode-equivalent megapixels of encoding the output (an animation: budget retries included)
 
     @property
     def pixels(self) -> float:
@@ -197,10 +210,14 @@ def _dream_cost(entry: ModelEntry, p: DreamParams, image_size: tuple[int, int]) 
     width, height = _fitted(image_size, p.max_side)
     megapixels, passes = _dream_work(height, width, fields_for(DreamSettings, p), entry.stride)
     gflops = entry.gflops_per_megapixel[_deepest(entry, p.layer)]
+    # Each of the iterations is a whole dream; the zooms between them are timed with decoding (core/deeper.py).
+    warps = WARP_WEIGHT * (p.iterations - 1) * width * height / 1e6
+    # A dream toward a class (its layer is then the logits) classifies its result: one forward, no backward.
+    seeing = gflops * width * height / 1e6 if p.target else 0.0
     return JobCost(
-        network=gflops * (1 + BACKWARD_RATIO) * megapixels,
-        passes=passes,
-        decode=DECODE_WEIGHT * image_size[0] * image_size[1] / 1e6,
+        network=gflops * (1 + BACKWARD_RATIO) * megapixels * p.iterations + seeing,
+        passes=passes * p.iterations + (1 if p.target else 0),
+        decode=DECODE_WEIGHT * image_size[0] * image_size[1] / 1e6 + warps,
         encode=width * height / 1e6,
     )
 
@@ -215,12 +232,11 @@ def _video_cost(entry: ModelEntry, p: VideoParams, source: tuple[int, int], fram
     gflops = entry.gflops_per_megapixel[_deepest(entry, p.layer)]
     frame_megapixels = width * height / 1e6
     flows = frames - 1 if p.blend > 0 and p.flow else 0
-    encode = frames * (_gif_frame(width, height) if p.format == "gif" else frame_megapixels)  # WebP costs about a PNG
     return JobCost(
         network=gflops * (1 + BACKWARD_RATIO) * megapixels,
         passes=passes,
         decode=VIDEO_DECODE_WEIGHT * frames * source[0] * source[1] / 1e6 + FLOW_WEIGHT * flows * frame_megapixels,
-        encode=VIDEO_ENCODE_WEIGHT * encode if p.format == "mp4" else encode,
+        encode=_clip_encoding(p.format, frames, width, height, p.max_bytes),
     )
 
 
@@ -232,9 +248,23 @@ def _render_crop_megapixels(size: int) -> float:
 
 
 def _visualize_cost(entry: ModelEntry, p: VisualizeParams) -> JobCost:
+    if p.style == "natural":
+        return _natural_render_cost(entry, p)
     gflops = entry.gflops_per_megapixel["logits"]
     steps = gflops * (1 + BACKWARD_RATIO) * _render_crop_megapixels(p.size) * p.steps
     classify = gflops * p.size * p.size / 1e6  # one forward of the result, no backward
+    return JobCost(network=steps + classify, passes=RENDER_STEP_PASSES * p.steps + 1, decode=0.0, encode=p.size * p.size / 1e6)
+
+
+def _natural_render_cost(entry: ModelEntry, p: VisualizeParams) -> JobCost:
+    """core.render.render_natural: each step one batched pass over the crops at the network's input
+    size, plus the image's inverse FFT and the crops' resampling at the render's own size."""
+    settings = fields_for(NaturalRenderSettings, p)
+    gflops = entry.gflops_per_megapixel["logits"]
+    crops_megapixels = settings.crops * settings.input_size ** 2 / 1e6
+    image_work = NATURAL_IMAGE_GFLOP_PER_MEGAPIXEL * p.size * p.size / 1e6
+    steps = (gflops * (1 + BACKWARD_RATIO) * crops_megapixels + image_work) * p.steps
+    classify = gflops * settings.input_size ** 2 / 1e6
     return JobCost(network=steps + classify, passes=RENDER_STEP_PASSES * p.steps + 1, decode=0.0, encode=p.size * p.size / 1e6)
 
 
@@ -242,37 +272,45 @@ def _zoom_cost(entry: ModelEntry, p: ZoomParams, image_size: tuple[int, int] | N
     width, height = _fitted(image_size, p.size) if image_size is not None else (p.size, p.size)
     megapixels, passes = _dream_work(height, width, fields_for(DreamSettings, p), entry.stride)
     gflops = entry.gflops_per_megapixel[_deepest(entry, p.layer)]
+    dreamt = p.frames + crossfade_frames(p.frames, p.loop)  # a seamless loop dreams its cross-fade too
     return JobCost(
-        network=gflops * (1 + BACKWARD_RATIO) * megapixels * p.frames,
-        passes=passes * p.frames,
+        network=gflops * (1 + BACKWARD_RATIO) * megapixels * dreamt,
+        passes=passes * dreamt,
         decode=DECODE_WEIGHT * image_size[0] * image_size[1] / 1e6 if image_size is not None else 0.0,
-        encode=_gif_megapixels(p.frames, width, height, p.max_bytes),
+        encode=_clip_encoding(p.format, p.frames, width, height, p.max_bytes, fps=1000 / p.frame_ms),
     )
 
 
-def _gif_frame(width: int, height: int) -> float:
-    megapixels = width * height / 1e6
-    return GIF_WEIGHT * megapixels + GIF_COLOR_WEIGHT * min(megapixels, GIF_COLOR_MEGAPIXELS)
+def _clip_encoding(fmt: str, frames: int, width: int, height: int, max_bytes: int, *, fps: float | None = None) -> float:
+    """The work of `core.clip_encoding.encode_clip`, replaying its search with estimated sizes.
 
-
-def _gif_megapixels(frames: int, width: int, height: int, max_bytes: int) -> float:
-    """The work of `core.zoom.encode_gif`, replaying its search with estimated sizes.
-
-    Each try quantises and encodes every frame; a GIF over budget is tried at fewer colours, then
-    smaller (each frame resized), then with every other frame, as encode_gif does.
+    Each try encodes every frame; one over budget is tried at a lower quality (fewer colours), then
+    smaller (each frame resized); a GIF then with every other frame. fps: needed for "auto" only.
     """
+    pixels = frames * width * height
+    if fmt == "auto":
+        assert fps is not None, "auto's choice depends on the animation's length"
+        webp = WEBP_WEIGHT * pixels / 1e6 if auto_tries_webp(frames, fps) else 0.0  # one try, at the top quality
+        if webp and pixels * max(WEBP_BYTES_PER_PIXEL.values()) <= max_bytes:
+            return webp
+        return webp + _clip_encoding("mp4", frames, width, height, max_bytes)
+    if fmt == "mp4":
+        # Constant quality, then a bitrate aimed at the budget; smaller sizes are rare enough to leave out.
+        tries = 1 if pixels * MP4_BYTES_PER_PIXEL <= max_bytes else 2
+        return tries * VIDEO_ENCODE_WEIGHT * pixels / 1e6
+    gif = fmt == "gif"
     total = 0.0
     while True:
-        for colors, per_pixel in GIF_BYTES_PER_PIXEL.items():
-            total += frames * _gif_frame(width, height)
+        for per_pixel in (GIF_BYTES_PER_PIXEL if gif else WEBP_BYTES_PER_PIXEL).values():
+            total += (GIF_WEIGHT if gif else WEBP_WEIGHT) * frames * width * height / 1e6 + (GIF_PALETTE_WEIGHT if gif else 0.0)
             size = frames * width * height * per_pixel
             if size <= max_bytes:
                 return total
-        ratio = min(0.9, math.sqrt(max_bytes / size) * 0.95)
+        ratio = min(0.9, math.sqrt(max_bytes / size) * (0.95 if gif else 1.0))
         if min(width, height) * ratio >= 32:
             total += RESIZE_WEIGHT * frames * width * height / 1e6
             width, height = max(1, round(width * ratio)), max(1, round(height * ratio))
-        elif frames > 1:
+        elif gif and frames > 1:
             frames = (frames + 1) // 2
         else:
             return total

@@ -19,9 +19,10 @@ from .errors import JobCancelled
 from .jobs import CancelCheck, ProgressCallback, ProgressEvent
 from .models.network import TappedNetwork
 from .objectives import Objective
+from .parameterization import COLOR_SQRT_COVARIANCE  # the colour statistics of photos, shared with renders
 from .progress import Span
 
-__all__ = ["DreamSettings", "PRECISIONS", "StepGraphs", "dream", "dream_batch", "tiled_gradient", "octave_sizes"]
+__all__ = ["DreamSettings", "PRECISIONS", "StepGraphs", "dream", "dream_batch", "natural_step", "tiled_gradient", "octave_sizes"]
 
 BASE_STEP = 1.5 / 255  # the original's step of 1.5 on a 0-255 scale
 TILE_MARGIN = 64  # context around each tile, about the receptive field that matters at mid layers
@@ -39,6 +40,33 @@ class DreamSettings:
     strength: float = 1.0
     tile: int = 512
     jitter: int = 32
+    # Step shaping, off for layer dreams. smoothing: each step's gradient is reweighted by
+    # 1/frequency**smoothing and by the colour covariance of photos (`natural_step`), as if the
+    # image were optimised in a decorrelated Fourier parameterisation. pull: the share of the change
+    # from the photo (at each octave's size) that is undone after every step.
+    smoothing: float = 0.0
+    pull: float = 0.0
+
+
+def natural_step(grad: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """`grad` (B, 3, H, W) as a step in natural-image units: a change of photo-like colour and spectrum.
+
+    A class score's raw gradient on a photo is mostly fine, saturated static that changes the
+    network's answer without showing the class (an adversarial example). Weighting frequency f by
+    (f * side)**-smoothing and mixing channels by the photos' colour covariance is gradient descent
+    on a decorrelated Fourier parameterisation (Olah et al. 2017; Hamblin et al. 2024's feature
+    accentuation), whose easy directions are broad, photo-coloured changes. The image is kept
+    rolled, not cropped, so the circular FFT fits it exactly. The scale is arbitrary: the dream
+    normalises every step.
+    """
+    height, width = grad.shape[-2:]
+    fy = torch.fft.fftfreq(height, device=grad.device)[:, None]  # (H, 1)
+    fx = torch.fft.rfftfreq(width, device=grad.device)[None, :]  # (1, W//2+1)
+    side = max(height, width)
+    weight = (torch.sqrt(fy * fy + fx * fx).clamp(min=1.0 / side) * side) ** -smoothing  # (H, W//2+1), 1 at the lowest
+    smooth = torch.fft.irfft2(torch.fft.rfft2(grad.float()) * weight, s=(height, width))
+    covariance = COLOR_SQRT_COVARIANCE @ COLOR_SQRT_COVARIANCE.t()
+    return torch.einsum("bchw,dc->bdhw", smooth, covariance.to(smooth)).to(grad.dtype)
 
 
 def _tile_edges(length: int, tile: int) -> list[tuple[int, int]]:
@@ -293,6 +321,7 @@ def dream_batch(
         del detail
         spare: torch.Tensor | None = None
         offsets = [(0, 0)] * len(generators)
+        anchor = octave_base if settings.pull else None  # the photo, rolled along with the image
         for step in range(settings.steps):
             if should_cancel is not None and should_cancel():
                 raise JobCancelled("the job was cancelled")
@@ -300,10 +329,16 @@ def dream_batch(
             moves = [(sy - oy, sx - ox) for (sy, sx), (oy, ox) in zip(shifts, offsets)]
             if any(dy or dx for dy, dx in moves):
                 spare, rolled = rolled, _roll_each(rolled, moves, out=spare)
+                anchor = _roll_each(anchor, moves) if anchor is not None else None
             offsets = shifts
             grad = gradient(rolled, out=spare)  # (B, 3, h, w)
+            if settings.smoothing:
+                grad = natural_step(grad, settings.smoothing)
             magnitude = torch.linalg.vector_norm(grad, ord=1, dim=(1, 2, 3), keepdim=True) / grad[0].numel()  # (B, 1, 1, 1)
-            rolled.addcmul_(grad, step_size / (magnitude + 1e-8)).clamp_(0, 1)
+            rolled.addcmul_(grad, step_size / (magnitude + 1e-8))
+            if anchor is not None:
+                rolled.lerp_(anchor, settings.pull)
+            rolled.clamp_(0, 1)
             spare = grad if spare is None or grad is spare else spare
             del grad
             work_done += size[0] * size[1]
@@ -311,7 +346,7 @@ def dream_batch(
                 progress(ProgressEvent(f"{stage_prefix}octave {octave + 1}/{len(sizes)}", step + 1, settings.steps,
                                        span.at(work_done / work_total)))
         current = _roll_each(rolled, [(-oy, -ox) for oy, ox in offsets], out=spare) if any(oy or ox for oy, ox in offsets) else rolled
-        del rolled, spare
+        del rolled, spare, anchor
         if octave < len(sizes) - 1:
             detail = current - octave_base
     return list(current.split(1)) if current.shape[0] > 1 else [current]

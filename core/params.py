@@ -15,7 +15,7 @@ from typing import Any, get_type_hints
 from .errors import InvalidParameter
 
 __all__ = [
-    "DreamParams", "VisualizeParams", "ZoomParams", "VideoParams", "JobParams", "PARAMS_BY_KIND",
+    "DreamParams", "TARGET_DREAM_DEFAULTS", "VisualizeParams", "ZoomParams", "VideoParams", "JobParams", "PARAMS_BY_KIND",
     "validate_params", "param_help", "as_dict", "params_from_dict", "fields_for",
 ]
 
@@ -38,6 +38,13 @@ class DreamParams:
     jitter: int = _spec(32, 0, 128, "random roll in pixels before each step")
     target: str = _spec("", help="ImageNet class to make emerge in the photo (see `classes`); empty: amplify the layer")
     iterations: int = _spec(1, 1, 8, "dream on the dream this many times, zooming in a little between passes")
+
+
+# A dream with a target (core.spec.resolve_names fills these in for the options a user did not give):
+# the class scores see the photo at about the network's training scale (224 px) rather than as
+# tiles of a large photo, each classified alone, and stronger steps make the class show, not just
+# flip the network's answer.
+TARGET_DREAM_DEFAULTS: dict[str, Any] = {"max_side": 512, "strength": 2.0}
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import ctypes
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -20,7 +21,8 @@ from .clip_encoding import encode_clip
 from .clips import DEFAULT_CLIP_LIMITS, ClipLimits, decode_clip
 from .device import resolve_device
 from .cost import work_share
-from .dream import PRECISIONS, DreamSettings, StepGraphs, dream, dream_batch
+from .deeper import dream_deeper
+from .dream import PRECISIONS, DreamSettings, StepGraphs
 from .errors import InvalidParameter, JobCancelled
 from .images import DEFAULT_MAX_PIXELS, DecodedImage, decode_image, encode_image, fit_longest_side, to_pil, to_tensor
 from .jobs import CancelCheck, JobResult, JobSpec, ProgressCallback, ProgressEvent
@@ -30,11 +32,11 @@ from .models.registry import get_entry, load_network, resolve_layers
 from .objectives import Objective, channel_objective, class_logit_objective, guide_objective, layer_objective
 from .params import DreamParams, VideoParams, VisualizeParams, ZoomParams, as_dict, fields_for
 from .progress import Span, monotonic, report_stage
-from .render import RenderSettings, classify, render
+from .render import NaturalRenderSettings, RenderSettings, classify, render, render_natural
 from .video import CoherenceSettings, dream_clip
-from .zoom import ZoomSettings, encode_gif, noise_image, zoom_frames
+from .zoom import ZoomSettings, noise_image, zoom_frames
 
-__all__ = ["JobRunner", "build_dream_objective", "keep_freed_memory"]
+__all__ = ["JobRunner", "build_dream_objective", "dream_settings", "keep_freed_memory"]
 
 GUIDE_MAX_SIDE = 512
 
@@ -127,13 +129,14 @@ class JobRunner:
 
         progress, should_cancel: one callable or None per spec. Dreams without a guide whose
         validated parameters are equal and whose photos fit to the same size run together through
-        `dream_batch`, each with its own seed's generator, so each gets what `run` would give it up
-        to float rounding; every job of such a group sees the group's progress, the group stops
-        early only when all of its jobs are cancelled, and a job cancelled by the end gets
-        JobCancelled instead of its result. Everything else runs alone through `run`'s path, in
-        order of first appearance. An outcome is a JobResult, or the exception that job failed
-        with (a DreamError such as InvalidImage, or any other Exception, a bug): one job's failure
-        never fails another's. on_outcome(index, outcome) is called as soon as each is known.
+        `dream_batch` (pass after pass: `core.deeper.dream_deeper`), each with its own seed's
+        generator, so each gets what `run` would give it up to float rounding; every job of such
+        a group sees the group's progress, the group stops early only when all of its jobs are
+        cancelled, and a job cancelled by the end gets JobCancelled instead of its result.
+        Everything else runs alone through `run`'s path, in order of first appearance. An outcome
+        is a JobResult, or the exception that job failed with (a DreamError such as InvalidImage,
+        or any other Exception, a bug): one job's failure never fails another's.
+        on_outcome(index, outcome) is called as soon as each is known.
         """
         count = len(specs)
         progress = [monotonic(p) for p in progress] if progress is not None else [None] * count
@@ -212,6 +215,7 @@ class JobRunner:
                 callback(event)
 
         outs: list[torch.Tensor | None] = []
+        warps: dict[str, float] = {}
         failure: Exception | None = None
         out_of_memory = False
         try:
@@ -220,10 +224,10 @@ class JobRunner:
             images = [to_tensor(given.rgb).to(self.device) for _, _, given in members]
             generators = [torch.Generator().manual_seed(int(specs[index].seed)) for index, _, _ in members]
             with torch.enable_grad():
-                outs = list(dream_batch(
-                    net, objective, images, fields_for(DreamSettings, p), generators,
+                outs = list(dream_deeper(
+                    net, objective, images, dream_settings(p), generators, iterations=p.iterations,
                     progress=fan_out if callbacks else None, should_cancel=lambda: all(map(_cancelled, checks)),
-                    span=_work_span(specs[members[0][0]]),
+                    span=_work_span(specs[members[0][0]]), timings=warps,
                     precision=self.precision_for(p.model), graphs=self.graphs, graph_key=(net.name, objective.name),
                 ))
         except torch.OutOfMemoryError:
@@ -250,14 +254,18 @@ class JobRunner:
                 continue
             try:
                 t3 = time.perf_counter()
+                seen = self._seen_as(net, out, params.target)
+                seeing = time.perf_counter() - t3  # a network pass: timed with the dream, as core.cost prices it
                 data, mime, meta = self._dream_output(out, given, net, objective, progress[index], _work_span(specs[index]))
                 t4 = time.perf_counter()
             except Exception as exc:
                 yield index, exc
                 continue
-            timings = {"decode": given.seconds + (t1 - started), "dream": t2 - t1, "encode": t4 - t3,
+            # Zooms between passes are pixel work, priced with decoding (core.cost.WARP_WEIGHT): timed with it.
+            warp = warps.get("zoom", 0.0)
+            timings = {"decode": given.seconds + (t1 - started) + warp, "dream": t2 - t1 - warp + seeing, "encode": t4 - t3 - seeing,
                        "total": given.seconds + (t4 - started)}
-            yield index, _result(specs[index], params, data, mime, {**meta, "batch_size": len(members)}, timings)
+            yield index, _result(specs[index], params, data, mime, {**meta, **seen, "batch_size": len(members)}, timings)
 
     # -- kinds ------------------------------------------------------------------------------
 
@@ -270,12 +278,17 @@ class JobRunner:
         # A guide objective holds the guide's features, which its name does not capture: no replay.
         key = None if given.guide is not None else (net.name, objective.name)
         span = _work_span(spec)
-        out = dream(net, objective, image, fields_for(DreamSettings, p), generator, progress=progress, should_cancel=should_cancel,
-                    span=span, precision=self.precision_for(p.model), graphs=self.graphs, graph_key=key)
+        warps: dict[str, float] = {}
+        out, = dream_deeper(net, objective, [image], dream_settings(p), [generator], iterations=p.iterations,
+                            progress=progress, should_cancel=should_cancel, span=span, timings=warps,
+                            precision=self.precision_for(p.model), graphs=self.graphs, graph_key=key)
+        seen = self._seen_as(net, out, p.target)  # a network pass: timed with the dream, as core.cost prices it
         t2 = time.perf_counter()
         del image  # a large input's copy need not live through encoding
         data, mime, meta = self._dream_output(out, given, net, objective, progress, span)
-        timings = {"decode": given.seconds + (t1 - t0), "dream": t2 - t1, "encode": time.perf_counter() - t2}
+        meta |= seen
+        warp = warps.get("zoom", 0.0)  # pixel work between passes, priced with decoding (core.cost.WARP_WEIGHT)
+        timings = {"decode": given.seconds + (t1 - t0) + warp, "dream": t2 - t1 - warp, "encode": time.perf_counter() - t2}
         return data, mime, meta, timings
 
     def _dream_input(self, spec: JobSpec, p: DreamParams) -> _DreamInput:
@@ -289,7 +302,15 @@ class JobRunner:
 
     def _dream_objective(self, p: DreamParams, guide: DecodedImage | None) -> tuple[TappedNetwork, Objective]:
         net = self.network(p.model)
-        return net, build_dream_objective(net, p.model, p.layer, p.channel, guide.rgb if guide else None, self.device)
+        return net, build_dream_objective(net, p.model, p.layer, p.channel, guide.rgb if guide else None, self.device, target=p.target)
+
+    def _seen_as(self, net: TappedNetwork, out: torch.Tensor, target: str) -> dict[str, Any]:
+        """For a dream toward a class: how the network sees the result as the user gets it (8 bits
+        per channel), for its metadata, as a render's; nothing for other dreams."""
+        if not target:
+            return {}
+        quantised = to_tensor(to_pil(out)).to(self.device)
+        return _class_metadata(classify(net, quantised), resolve_class(target))
 
     def _dream_output(self, out: torch.Tensor, given: _DreamInput, net: TappedNetwork, objective: Objective, progress, span: Span):
         """Encode a dreamt (1, 3, H, W) image as PNG with the source's alpha; returns (data, mime, metadata)."""
@@ -303,14 +324,26 @@ class JobRunner:
         net = self.network(p.model)
         t0 = time.perf_counter()
         span = _work_span(spec)
-        image = render(net, class_logit_objective(class_index), fields_for(RenderSettings, p), generator,
-                       device=self.device, progress=progress, should_cancel=should_cancel, span=span)
+        objective = class_logit_objective(class_index)
+        mask = None
+        if p.style == "vivid":
+            image = render(net, objective, fields_for(RenderSettings, p), generator,
+                           device=self.device, progress=progress, should_cancel=should_cancel, span=span)
+            seen = image
+        else:
+            settings = fields_for(NaturalRenderSettings, p)
+            image, importance = render_natural(net, objective, settings, generator,
+                                               device=self.device, progress=progress, should_cancel=should_cancel, span=span)
+            mask = to_pil(importance.expand(-1, 3, -1, -1)).convert("L") if p.mask else None
+            # Scored as the network saw it while rendering: the whole image at its input size.
+            seen = to_tensor(fit_longest_side(to_pil(image), settings.input_size)).to(self.device)
         t1 = time.perf_counter()
-        probabilities = classify(net, image)
+        probabilities = classify(net, seen)
         top = int(probabilities.argmax())
         report_stage(progress, "encode", span.end)
-        data, mime = encode_image(to_pil(image), "PNG")
+        data, mime = encode_image(to_pil(image), "PNG", alpha=mask)
         meta = {
+            "style": p.style,
             "class_index": class_index,
             "class_name": imagenet_classes()[class_index],
             "probability": float(probabilities[class_index]),
@@ -335,10 +368,10 @@ class JobRunner:
                              precision=self.precision_for(p.model), graphs=self.graphs, graph_key=(net.name, objective.name))
         t1 = time.perf_counter()
         report_stage(progress, "encode", span.end)
-        data, report = encode_gif([to_pil(f) for f in frames], p.max_bytes, p.frame_ms)
-        meta = {"frames": report.frames, "colors": report.colors, "size": list(report.size), "bytes": report.bytes,
-                "objective": objective.name, "model": net.name}
-        return data, "image/gif", meta, {"dream": t1 - t0, "encode": time.perf_counter() - t1}
+        data, mime, report = encode_clip([np.asarray(to_pil(f)) for f in frames], 1000 / p.frame_ms, p.format, p.max_bytes)
+        meta = {"frames": report.frames, "size": list(report.size), "bytes": report.bytes, "format": report.format,
+                "colors": report.colors, "loop": p.loop, "objective": objective.name, "model": net.name}
+        return data, mime, meta, {"dream": t1 - t0, "encode": time.perf_counter() - t1}
 
     def _video(self, spec: JobSpec, p: VideoParams, generator, progress, should_cancel):
         t0 = time.perf_counter()
@@ -406,11 +439,37 @@ def _sum_objectives(objectives: list[Objective]) -> Objective:
     return total
 
 
+# How a dream toward a class steps (see DreamSettings): in natural-image units (`core.dream.natural_step`),
+# pulled a little back toward the photo after every step, so the class grows out of the photo's
+# own shapes and colours while the photo stays recognisable (Hamblin et al. 2024's feature accentuation).
+TARGET_STEP_SHAPING: dict[str, float] = {"smoothing": 1.0, "pull": 0.01}
+
+
+def dream_settings(p: DreamParams) -> DreamSettings:
+    """The dream loop's settings for a photo dream's params (a target's step shaping included)."""
+    settings = fields_for(DreamSettings, p)
+    return replace(settings, **TARGET_STEP_SHAPING) if p.target else settings
+
+
+def _class_metadata(probabilities: torch.Tensor, class_index: int) -> dict[str, Any]:
+    """How the network sees an image, for a result's metadata: the class asked for and its top-1."""
+    top = int(probabilities.argmax())
+    names = imagenet_classes()
+    return {"class_index": class_index, "class_name": names[class_index], "probability": float(probabilities[class_index]),
+            "top1_index": top, "top1_name": names[top]}
+
+
 def build_dream_objective(
-    net: TappedNetwork, model: str, layer_spec: str, channels: tuple[int, ...], guide, device: Any
+    net: TappedNetwork, model: str, layer_spec: str, channels: tuple[int, ...], guide, device: Any, *, target: str = ""
 ) -> Objective:
-    """The objective a dream maximises: a guide's features, chosen channels, or whole layers."""
+    """The objective a dream maximises: a class's score, a guide's features, chosen channels, or whole layers.
+
+    target: an ImageNet class (compile_job resolved it and set the layer to the class scores).
+    """
     layers = resolve_layers(get_entry(model), layer_spec)
+    if target:
+        assert layers == ("logits",), "compile_job sets a target dream's layer to logits"
+        return class_logit_objective(resolve_class(target))
     if guide is not None:
         assert len(layers) == 1, "compile_job refuses a guided dream on several layers"
         with torch.no_grad():

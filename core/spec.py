@@ -10,7 +10,7 @@ each kind takes, the seed's range, and the job's cost (core.cost). Workers trust
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
@@ -20,8 +20,8 @@ from .errors import InvalidImage, InvalidParameter
 from .images import DEFAULT_MAX_PIXELS, probe_image
 from .jobs import JOB_KINDS, JobSpec
 from .models.classes import imagenet_classes, resolve_class
-from .models.registry import get_entry, resolve_layers
-from .params import DreamParams, JobParams, VideoParams, VisualizeParams, ZoomParams, params_from_dict, validate_params
+from .models.registry import ModelEntry, get_entry, resolve_layers
+from .params import TARGET_DREAM_DEFAULTS, DreamParams, JobParams, VideoParams, VisualizeParams, ZoomParams, params_from_dict, validate_params
 
 __all__ = [
     "SEED_MAX", "MAX_IMAGES", "MissingImage", "compile_job", "check_options", "restore_job", "input_kind",
@@ -48,16 +48,22 @@ def parse_seed(raw: Any) -> int:
     return seed
 
 
-def resolve_names(kind: str, params: JobParams) -> JobParams:
+def resolve_names(kind: str, params: JobParams, given: Collection[str] = ()) -> JobParams:
     """`params` with the model, layers and class written the one canonical way, after checking them.
 
     "mid" becomes the model's layer ("block8"), "Banana" becomes "banana": equal jobs get equal
-    params, which is what batching and the store compare. Raises UnknownModel, UnknownLayer,
-    UnknownClass or InvalidParameter, each with the closest valid names.
+    params, which is what batching and the store compare. A dream on a preset with option defaults
+    (`ModelEntry.preset_options`: "deep" brings more strength and octaves) gets them for the options
+    not named in `given` (the options the user gave), so the params say what will run. Raises
+    UnknownModel, UnknownLayer, UnknownClass or InvalidParameter, each with the closest valid names.
     """
     entry = get_entry(params.model)
     if isinstance(params, VisualizeParams):
+        if params.mask and params.style != "natural":
+            raise InvalidParameter("mask needs style:natural (the vivid style has no transparency mask)")
         return replace(params, model=entry.name, target=imagenet_classes()[resolve_class(params.target)])
+    if isinstance(params, DreamParams) and params.target:
+        params = _toward_class(entry, params, given)
     layers = resolve_layers(entry, params.layer)
     if isinstance(params, (DreamParams, VideoParams)):
         for layer in layers:
@@ -65,12 +71,30 @@ def resolve_names(kind: str, params: JobParams) -> JobParams:
             bad = [c for c in params.channel if not 0 <= c < count]
             if bad:
                 raise InvalidParameter(f"{layer} has channels 0-{count - 1}; got {bad[0]}")
+    if isinstance(params, DreamParams):
+        preset = entry.preset_options.get(params.layer.strip().lower(), {})
+        params = replace(params, **{name: value for name, value in preset.items() if name not in given})
     return replace(params, model=entry.name, layer=",".join(layers))
 
 
-def default_params(kind: str, model: str) -> JobParams:
-    """The params a job of `kind` on `model` gets when the user gives no option (names resolved)."""
-    return resolve_names(kind, validate_params(kind, {"model": model}))
+def _toward_class(entry: ModelEntry, params: DreamParams, given: Collection[str]) -> DreamParams:
+    """A dream with a target: its class named canonically, the layer it reads (the class scores) and
+    TARGET_DREAM_DEFAULTS for the options not in `given`. Any other layer, or a channel, is refused."""
+    target = imagenet_classes()[resolve_class(params.target)]
+    if "layer" in given and resolve_layers(entry, params.layer) != ("logits",):
+        raise InvalidParameter(f"a dream with a target works on the class scores, not a layer: drop layer:{params.layer}")
+    if params.channel:
+        raise InvalidParameter("a dream with a target works on the class scores, not channels: drop channel")
+    defaults = {name: value for name, value in TARGET_DREAM_DEFAULTS.items() if name not in given}
+    return replace(params, target=target, layer="logits", **defaults)
+
+
+def default_params(kind: str, model: str, **chosen: Any) -> JobParams:
+    """The params a job of `kind` on `model` gets when the user gives no option but `chosen` (names resolved).
+
+    chosen: options that change other defaults, such as a dream's target (TARGET_DREAM_DEFAULTS).
+    """
+    return resolve_names(kind, validate_params(kind, {"model": model, **chosen}), set(chosen))
 
 
 def check_options(kind: str, options: Mapping[str, Any] | None = None, *, seed: Any = None) -> JobParams:
@@ -101,13 +125,19 @@ def _field_name(option: str) -> str:
 def _checked(kind: str, options: Mapping[str, Any] | None) -> JobParams:
     """Options checked for exactly `kind`; a photo's dream given a clip's options says so."""
     try:
-        return resolve_names(kind, validate_params(kind, dict(options or {})))
+        given = {_field_name(name) for name in options or {}}
+        return resolve_names(kind, validate_params(kind, dict(options or {})), given)
     except InvalidParameter:
         if kind == "dream" and options:
             dream_names, video_names = {f.name for f in fields(DreamParams)}, {f.name for f in fields(VideoParams)}
             only_video = [k for k in options if _field_name(k) not in dream_names and _field_name(k) in video_names]
             if only_video:
                 raise InvalidParameter(f"{', '.join(only_video)}: for videos only, and the input is a photo") from None
+        if kind == "video" and options:
+            dream_names, video_names = {f.name for f in fields(DreamParams)}, {f.name for f in fields(VideoParams)}
+            only_photo = [k for k in options if _field_name(k) in dream_names and _field_name(k) not in video_names]
+            if only_photo:
+                raise InvalidParameter(f"{', '.join(only_photo)}: for photos only, and the input is a video") from None
         raise
 
 
@@ -152,6 +182,8 @@ def compile_job(
         raise MissingImage("dream needs a photo to dream on")
     if isinstance(params, DreamParams) and len(images) > 1 and "," in params.layer:
         raise InvalidParameter("a guided dream uses exactly one layer")
+    if isinstance(params, DreamParams) and len(images) > 1 and params.target:
+        raise InvalidParameter("a dream takes a target class or a guide image, not both")
     sizes = [probe_image(image, max_pixels=max_pixels) for image in images]
     image, guide = (list(images) + [None, None])[:2]
     seed = secrets.randbelow(SEED_MAX + 1) if seed is None else parse_seed(seed)

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Transform", "pad", "jitter", "random_scale", "random_rotate", "compose", "standard_transforms"]
+__all__ = ["Transform", "pad", "jitter", "random_scale", "random_rotate", "compose", "standard_transforms", "random_crops"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -72,3 +72,15 @@ def standard_transforms(generator: torch.Generator) -> list[Transform]:
         random_rotate(list(range(-10, 11)) + [0] * 5, generator),
         jitter(4, generator),
     ]
+
+
+def random_crops(image: torch.Tensor, count: int, sides: tuple[float, float], out: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` square crops of image (1, 3, S, S), each of a random side in `sides` (shares of S) at a
+    random place, resampled to out x out: (count, 3, out, out), differentiable with respect to image."""
+    share = sides[0] + (sides[1] - sides[0]) * torch.rand(count, generator=generator)  # (count,)
+    centre = (1 - share)[:, None] * (torch.rand(count, 2, generator=generator) * 2 - 1)  # keeps each crop inside
+    theta = torch.zeros(count, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = share
+    theta[:, :, 2] = centre
+    grid = F.affine_grid(theta.to(image), [count, 3, out, out], align_corners=False)
+    return F.grid_sample(image.expand(count, -1, -1, -1), grid, mode="bilinear", padding_mode="reflection", align_corners=False)

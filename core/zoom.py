@@ -1,15 +1,15 @@
-"""Zoom dreams ("we must go deeper"): dream, zoom into the centre, dream again; and GIFs within a byte budget."""
+"""Zoom dreams ("we must go deeper"): dream, zoom into the centre, dream again; optionally as a seamless loop.
+
+The frames are encoded by core/clip_encoding.py, as videos' are."""
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 from typing import Hashable
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from .dream import DreamSettings, StepGraphs, dream
 from .jobs import CancelCheck, ProgressCallback
@@ -17,7 +17,7 @@ from .models.network import TappedNetwork
 from .objectives import Objective
 from .progress import Span
 
-__all__ = ["zoom_frames", "zoom_step", "noise_image", "encode_gif", "GifReport"]
+__all__ = ["ZoomSettings", "zoom_frames", "zoom_step", "noise_image", "crossfade_frames"]
 
 
 def noise_image(height: int, width: int, generator: torch.Generator) -> torch.Tensor:
@@ -44,6 +44,21 @@ class ZoomSettings:
     frames: int = 24
     zoom: float = 1.05
     rotate: float = 0.0
+    loop: str = "plain"  # or "seamless": the last frame leads into the first
+
+
+MAX_CROSSFADE_FRAMES = 12  # about a second at the default 80 ms a frame
+
+
+def crossfade_frames(frames: int, loop: str) -> int:
+    """The frames a seamless loop dreams beyond `frames`: its cross-fade's length, a third of the
+    loop (at most MAX_CROSSFADE_FRAMES), so that each faded frame changes little more than a plain one."""
+    return min(MAX_CROSSFADE_FRAMES, frames // 3) if loop == "seamless" else 0
+
+
+def _ease(x: float) -> float:
+    """Smoothstep: a fade that starts and ends gently, so neither end of it shows as a jolt."""
+    return x * x * (3 - 2 * x)
 
 
 def zoom_frames(
@@ -63,58 +78,30 @@ def zoom_frames(
 ) -> list[torch.Tensor]:
     """Returns `frames` images (1, 3, H, W); each is the previous one zoomed in and dreamt on again.
 
-    span: the part of the job's progress the frames fill; each frame gets an equal share.
+    A seamless loop dreams `crossfade_frames` more, fading them into the first ones: each extra
+    frame is mixed a little more with its counterpart at the start, and the next is dreamt on that
+    mix, so the incoming picture is dreamt in rather than laid over. The last extra frame is its
+    counterpart itself, so the loop is shown from the frame that grew out of it: the step from the
+    last frame back to the first is an ordinary zoom step.
+
+    span: the part of the job's progress the frames fill; each dreamt frame gets an equal share.
     precision, graphs, graph_key: passed to `dream` (bf16 autocast and CUDA graph replay on GPUs).
     """
-    frames = []
+    fade = crossfade_frames(zoom_settings.frames, zoom_settings.loop)
+    total = zoom_settings.frames + fade
+    frames: list[torch.Tensor] = []
     current = start
-    for index in range(zoom_settings.frames):
+    for index in range(total):
         current = dream(
             net, objective, current, dream_settings, generator,
-            progress=progress, should_cancel=should_cancel, stage_prefix=f"frame {index + 1}/{zoom_settings.frames} ",
-            span=span.part(index, zoom_settings.frames),
+            progress=progress, should_cancel=should_cancel, stage_prefix=f"frame {index + 1}/{total} ",
+            span=span.part(index, total),
             precision=precision, graphs=graphs, graph_key=graph_key,
         )
+        tail = index - zoom_settings.frames  # position in the fade, from 0
+        if tail >= 0:
+            weight = _ease((tail + 1) / fade)
+            current = torch.lerp(current, frames[tail], weight)  # the last is frames[fade - 1] itself
         frames.append(current)
         current = zoom_step(current, zoom_settings.zoom, zoom_settings.rotate)
-    return frames
-
-
-@dataclass(frozen=True)
-class GifReport:
-    frames: int
-    colors: int
-    size: tuple[int, int]
-    bytes: int
-
-
-def _encode(frames: list[Image.Image], colors: int, frame_ms: int) -> bytes:
-    paletted = [f.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG) for f in frames]
-    out = io.BytesIO()
-    paletted[0].save(out, "GIF", save_all=True, append_images=paletted[1:], duration=frame_ms, loop=0, optimize=False, disposal=1)
-    return out.getvalue()
-
-
-def encode_gif(frames: list[Image.Image], max_bytes: int, frame_ms: int = 80, *, min_side: int = 32) -> tuple[bytes, GifReport]:
-    """A looping GIF no larger than `max_bytes`, found by reducing colours, then size, then frame count.
-
-    Never fails: as a last resort it returns one small frame (a few KiB, within any budget the
-    parameters allow).
-    """
-    color_steps = (256, 128, 64, 32, 16)
-    current = list(frames)
-    while True:
-        for colors in color_steps:
-            data = _encode(current, colors, frame_ms)
-            if len(data) <= max_bytes:
-                return data, GifReport(len(current), colors, current[0].size, len(data))
-        width, height = current[0].size
-        # Shrink by the square root of the overshoot (bytes grow with area), at least by 10%.
-        ratio = min(0.9, math.sqrt(max_bytes / len(data)) * 0.95)
-        if min(width, height) * ratio >= min_side:
-            size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
-            current = [f.resize(size, Image.LANCZOS) for f in current]
-        elif len(current) > 1:
-            current = current[::2]  # keep every other frame: the loop stays smooth, just faster
-        else:
-            return data, GifReport(1, color_steps[-1], current[0].size, len(data))
+    return frames[fade:]

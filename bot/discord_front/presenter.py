@@ -96,6 +96,9 @@ class JobPresenter:
         extra = ""
         if "probability" in result.metadata:
             extra = f" — seen as {result.metadata['class_name']} with p={result.metadata['probability']:.3f}"
+        elif kind == "zoom" and "format" in result.metadata:
+            loop = ", a seamless loop" if result.metadata.get("loop") == "seamless" else ""
+            extra = f" — {result.metadata['frames']} frames as {result.metadata['format'].upper()}{loop}"
         content = await self.result_text(job_id, post.user_id, guild, command, extra)
         try:
             await self.post_result(job_id, kind, content, result.data, result.mime_type, post.send, post.upload_limit)

@@ -10,6 +10,8 @@ from typing import Awaitable, Callable
 import discord
 from PIL import Image
 
+from core.jobs import FILE_EXTENSIONS
+
 __all__ = ["FittedFile", "fit_to_limit", "send_fitted"]
 
 _MARGIN = 1024  # multipart overhead
@@ -23,22 +25,15 @@ class FittedFile:
 
 
 def _shrink_image(data: bytes, limit: int, mime: str) -> tuple[bytes, str, str]:
-    """A JPEG (or smaller GIF or MP4) of `data` that fits `limit`; returns (bytes, extension, note)."""
-    if mime == "video/mp4":
-        from core.clip_encoding import refit_mp4
+    """A JPEG (or, for an animation, a smaller one in its own format) of `data` that fits `limit`;
+    returns (bytes, extension, note)."""
+    from core.clip_encoding import CLIP_MIME_TYPES, refit_clip
 
-        shrunk, clip = refit_mp4(data, limit)
-        kbps = f" at {clip.bitrate // 1000} kb/s" if clip.bitrate else ""
-        return shrunk, "mp4", f"re-encoded as {clip.size[0]}x{clip.size[1]}{kbps} to fit the upload limit"
+    if mime in CLIP_MIME_TYPES.values():  # MP4, WebP and GIF results are animations
+        shrunk, clip = refit_clip(data, mime, limit)
+        how = f" at {clip.bitrate // 1000} kb/s" if clip.bitrate else f", {clip.frames} frames" if clip.format == "gif" else ""
+        return shrunk, clip.format, f"re-encoded as {clip.size[0]}x{clip.size[1]}{how} to fit the upload limit"
     img = Image.open(io.BytesIO(data))
-    if mime == "image/gif":
-        from core.zoom import encode_gif
-        from PIL import ImageSequence
-
-        frames = [f.convert("RGB") for f in ImageSequence.Iterator(img)]
-        duration = img.info.get("duration", 80)
-        shrunk, report = encode_gif(frames, limit, duration)
-        return shrunk, "gif", f"shrunk to {report.size[0]}x{report.size[1]}, {report.frames} frames to fit the upload limit"
     rgb = img.convert("RGB")
     quality, scale = 90, 1.0
     while True:
@@ -55,7 +50,7 @@ def _shrink_image(data: bytes, limit: int, mime: str) -> tuple[bytes, str, str]:
 
 async def fit_to_limit(data: bytes, mime: str, stem: str, limit: int) -> FittedFile:
     """The result as is when it fits `limit` bytes, else re-encoded smaller (off the event loop)."""
-    ext = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp", "video/mp4": "mp4"}[mime]
+    ext = FILE_EXTENSIONS[mime]
     if len(data) + _MARGIN <= limit:
         return FittedFile(data, f"{stem}.{ext}")
     shrunk, ext, note = await asyncio.to_thread(_shrink_image, data, limit - _MARGIN, mime)

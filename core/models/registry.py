@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -27,6 +27,9 @@ class ModelEntry:
     normalize: Callable[[torch.Tensor], torch.Tensor]  # (B,3,H,W) in [0,1] -> network input
     layers: tuple[str, ...]  # the stages a user may name, shallow to deep
     presets: dict[str, str] = field(default_factory=dict)  # friendly name -> layer
+    # Option defaults a preset brings to a dream on a photo, for the options its user did not give
+    # (core.spec.resolve_names applies them): a deep layer needs more push before objects emerge.
+    preset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     input_size: int = 224
     stride: int = 32  # total downsampling of the deepest layer
     bundled: bool = False  # weights ship with the installed packages (works offline)
@@ -156,6 +159,10 @@ MODELS: dict[str, ModelEntry] = {
             normalize=_lite0_normalize,
             layers=("stem",) + tuple(f"block{i}" for i in range(16)) + ("head", "logits"),
             presets={"shallow": "block3", "mid": "block8", "deep": "block13"},
+            # Objects emerge at 512 px when the smallest octave is small enough (~70 px) for block13's
+            # few units to draw whole things, and when the step is strong enough to hold them
+            # (benchmarks/deeper.py, docs/deeper-*.jpg).
+            preset_options={"deep": {"strength": 2.0, "octaves": 7}},
             bundled=True,
             optimize=_optimize_lite0,
             gflops_per_megapixel={

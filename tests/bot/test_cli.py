@@ -12,6 +12,7 @@ import skimage
 import torch
 from PIL import Image
 
+from core.clips import probe_clip
 
 PHOTOS = Path(skimage.__file__).parent / "data"
 CHELSEA = str(PHOTOS / "chelsea.png")  # 451 x 300
@@ -149,9 +150,16 @@ def test_wrong_output_extension(fails, tmp_path):
     assert "out.txt" in line and ".png" in line
 
 
-def test_zoom_output_must_be_gif(fails, tmp_path):
+def test_zoom_output_must_be_an_animation(fails, tmp_path):
     line = fails("zoom", "-o", tmp_path / "z.png")
-    assert "z.png" in line and ".gif" in line
+    assert "z.png" in line and all(ext in line for ext in (".mp4", ".gif", ".webp"))
+
+
+def test_zoom_format_that_disagrees_with_the_extension_is_one_line(fails, tmp_path):
+    line = fails("zoom", "-o", tmp_path / "z.gif", "--format", "mp4")
+    assert "--format mp4" in line and "z.gif" in line and "\n" not in line.strip()
+    assert not (tmp_path / "z.gif").exists()
+    assert "seamles" in fails("zoom", "-o", tmp_path / "z.mp4", "--loop", "seamles")
 
 
 def test_output_folder_missing(fails, tmp_path):
@@ -230,13 +238,21 @@ def test_classes_search_without_match(fails):
     assert "xyzzy" in fails("classes", "xyzzy")
 
 
-def test_zoom_writes_a_gif_with_the_frames_asked_for(run, tmp_path):
-    out = tmp_path / "z.gif"
-    code, stdout, stderr = run("zoom", "-o", out, "--frames", "3", "--size", "64", "--steps", "1", "--octaves", "1")
+@pytest.mark.parametrize("ext", ["gif", "webp", "mp4"])
+def test_zoom_writes_the_format_of_its_extension_with_the_frames_asked_for(run, tmp_path, ext):
+    out = tmp_path / f"z.{ext}"
+    fmt = ["--format", ext] if ext == "webp" else []  # a --format that agrees is welcome
+    code, stdout, stderr = run("zoom", "-o", out, *fmt, "--frames", "3", "--frame-ms", "100", "--size", "64", "--steps", "1",
+                               "--octaves", "1", "--loop", "seamless")
     assert code == 0, stderr
-    assert "wrote" in stdout
+    assert f"wrote {out}: 3 frames, 64x64" in stdout and "seamless loop" in stdout
+    if ext == "mp4":
+        info = probe_clip(out.read_bytes())
+        assert info.container == "mp4" and (info.frames, info.fps, info.size) == (3, 10.0, (64, 64))
+        return
     with Image.open(out) as img:
-        assert img.format == "GIF" and img.n_frames == 3 and max(img.size) == 64
+        img.load()  # a WebP's frame duration is read with its first frame
+        assert img.format == ext.upper() and img.n_frames == 3 and max(img.size) == 64 and img.info["duration"] == 100
 
 
 def test_visualize_writes_a_png(run, tmp_path):

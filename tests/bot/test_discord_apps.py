@@ -55,6 +55,13 @@ async def dream_refused_by_an_outage(world, photo) -> None:
     assert (job.status, job.delivery, job.delivery_error) == ("done", "pending", "HTTP 503")
 
 
+async def result_recorded(store, job_id: int) -> None:
+    """Once the store links the job to its result post (just after the upload)."""
+    async with asyncio.timeout(LIMIT):
+        while (await store.get_job(job_id)).result_message_link is None:
+            await asyncio.sleep(0.05)
+
+
 async def delivery_ended(store, job_id: int):
     """The job once its result is no longer pending: posted, sent by DM or undeliverable."""
     async with asyncio.timeout(LIMIT):
@@ -160,6 +167,7 @@ async def test_slash_options_are_typed_with_the_parsers_ranges(world):
     formats = VideoParams.__dataclass_fields__["format"].metadata["choices"]
     assert [c["value"] for c in options["format"]["choices"]] == list(formats)
     assert options["layer"]["autocomplete"] and options["model"]["autocomplete"]
+    assert options["target"]["autocomplete"], "a dream's target completes class names, as /visualize's does"
 
 
 async def test_typed_slash_visualize_with_a_class_agrees_with_the_prefix_command(world):
@@ -204,6 +212,27 @@ async def test_dream_this_on_another_users_photo(world, photo):
     job = await world.store.get_job(1)
     assert (job.user_id, job.kind) == (fake.alice["id"], "dream"), "alice asked, not bob"
     assert (await world.store.get_job(2)).params["layer"] != job.params["layer"]
+
+
+async def test_dream_deeper_on_a_result_adds_one_iteration_up_to_the_most(world, photo):
+    fake = world.fake
+    async with world.bot():
+        await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "cat.png")])
+        first = await fake.wait_for_upload()
+        result = next(m for m in fake.messages if int(m["id"]) == first.message_id)
+        await result_recorded(world.store, 1)
+        menu = await fake.dispatch_context_menu("Dream deeper", result, user=fake.alice)
+        assert "job #2" in (await fake.wait_for_interaction_response(menu)).data["content"]
+        await fake.wait_for_upload(start=1)
+        await fake.dispatch_message(f"!dream {SMALL} iterations:8", attachments=[fake.add_attachment(photo, "cat.png")])
+        deepest = await fake.wait_for_upload(start=2)
+        result = next(m for m in fake.messages if int(m["id"]) == deepest.message_id)
+        button = await fake.dispatch_button("dream:deeper:3", message=result, user=fake.alice)
+        response = await fake.wait_for_interaction_response(button)
+        assert "already 8 iterations deep" in response.data["content"] and response.data["flags"] & 64
+    first_job, deeper_job = await world.store.get_job(1), await world.store.get_job(2)
+    assert deeper_job.params == first_job.params | {"iterations": 2} and deeper_job.seed == first_job.seed
+    assert (await world.store.stats()).jobs == 3, "nothing is admitted past the most iterations"
 
 
 async def test_help_is_an_embed_with_a_field_and_an_example_per_command(world):

@@ -108,8 +108,14 @@ async def test_buttons_keep_working_after_a_restart(world, photo):
         assert decoded(second.data).size == (96, 64) and second.data != first.data
         deeper = await fake.dispatch_button("dream:deeper:1", message=result, user=fake.alice)
         assert "job #3" in (await fake.wait_for_interaction_response(deeper)).data["content"]
-        await fake.wait_for_upload(start=2)
-    assert (await world.store.get_job(2)).seed != (await world.store.get_job(1)).seed
+        third = await fake.wait_for_upload(start=2)
+        # One iteration more of the same job: its command says so and reproduces it from the photo.
+        message = next(m for m in fake.messages if int(m["id"]) == third.message_id)
+        assert f"`!dream {SMALL} iterations:2 seed:{(await world.store.get_job(1)).seed}`" in message["content"]
+    first, rerolled, deeper_job = [await world.store.get_job(i) for i in (1, 2, 3)]
+    assert rerolled.seed != first.seed
+    assert deeper_job.seed == first.seed and deeper_job.image == first.image
+    assert deeper_job.params == first.params | {"iterations": 2}
 
 
 @pytest.mark.parametrize("world", [RateLimits(user_burst=1, user_refill_seconds=3600, max_active_jobs=5)], indirect=True)

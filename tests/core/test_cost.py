@@ -94,9 +94,21 @@ def test_zoom_costs_its_frames_times_a_dream_frame():
 
 
 def test_a_gif_over_its_byte_budget_costs_the_retries():
-    roomy, tight = zoom(size=256, frames=24), zoom(size=256, frames=24, max_bytes=64 * 1024)
+    roomy, tight = zoom(size=256, frames=24, format="gif"), zoom(size=256, frames=24, max_bytes=64 * 1024, format="gif")
     assert tight.network == roomy.network
     assert tight.encode > 2 * roomy.encode  # every colour count is tried before the frames shrink
+
+
+def test_a_seamless_zoom_costs_its_cross_fade_and_each_format_its_encoding():
+    plain, seamless = zoom(size=256, frames=24), zoom(size=256, frames=24, loop="seamless")
+    assert seamless.network == pytest.approx(plain.network * (24 + 8) / 24)  # a third more, at most 12
+    assert zoom(size=256, frames=240, loop="seamless").passes == zoom(size=256, frames=252).passes
+    gif, webp, mp4 = (zoom(size=256, frames=24, format=f).encode for f in ("gif", "webp", "mp4"))
+    assert mp4 < webp < gif
+    assert zoom(size=256, frames=24).encode == pytest.approx(webp)  # auto: a short zoom that fits is a WebP
+    assert zoom(size=256, frames=120).encode == pytest.approx(5 * mp4)  # a long one is an MP4
+    # A short zoom whose WebP would not fit tries it, then makes the MP4.
+    assert zoom(size=256, frames=24, max_bytes=256 * 1024).encode == pytest.approx(webp + 2 * mp4)
 
 
 def test_render_cost_follows_the_transformed_crops():
@@ -107,9 +119,29 @@ def test_render_cost_follows_the_transformed_crops():
     for size in (64, 160):
         areas = [transform(torch.zeros(1, 1, size, size)).shape[-2:].numel() for _ in range(150)]
         assert _render_crop_megapixels(size) * 1e6 == pytest.approx(statistics.mean(areas), rel=0.02)
-    small, large = (job_cost("visualize", VisualizeParams(size=size, steps=64), None) for size in (128, 256))
+    small, large = (job_cost("visualize", VisualizeParams(size=size, steps=64, style="vivid"), None) for size in (128, 256))
     assert large.network / small.network == pytest.approx(((256 + 16) / (128 + 16)) ** 2, rel=0.05)
     assert job_cost("visualize", VisualizeParams(steps=512), None).network > 1.9 * job_cost("visualize", VisualizeParams(steps=256), None).network
+
+
+def test_natural_render_cost_is_its_crops_plus_the_image_work():
+    """A natural render's network sees fixed-size crops whatever the render's size: a 1024 px render
+    costs only its larger Fourier image more than a 224 px one, and far less than a vivid 1024."""
+    from core.cost import NATURAL_IMAGE_GFLOP_PER_MEGAPIXEL
+    from core.models.registry import get_entry
+    from core.render import NaturalRenderSettings
+
+    def network(**options) -> float:
+        return job_cost("visualize", VisualizeParams(**options), None).network
+
+    settings = NaturalRenderSettings()
+    gflops = get_entry("efficientnet-lite0").gflops_per_megapixel["logits"]
+    per_step = gflops * (1 + BACKWARD_RATIO) * settings.crops * settings.input_size ** 2 / 1e6
+    assert network(size=1024, steps=100) - network(size=224, steps=100) == pytest.approx(
+        NATURAL_IMAGE_GFLOP_PER_MEGAPIXEL * (1024 ** 2 - 224 ** 2) / 1e6 * 100, rel=1e-6)
+    assert network(size=224, steps=200) - network(size=224, steps=100) == pytest.approx(
+        100 * (per_step + NATURAL_IMAGE_GFLOP_PER_MEGAPIXEL * 224 ** 2 / 1e6), rel=1e-6)
+    assert network(size=1024, steps=100) < network(size=1024, steps=100, style="vivid") / 5
 
 
 def test_compiled_specs_carry_their_price():

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 
 import pytest
+from PIL import Image, ImageSequence
 
 from bot.web import ClientLimit, make_app
 from bot.web.safety import CONTENT_SECURITY_POLICY, FILE_CACHE, NO_STORE, PAGE_CACHE, STATIC_CACHE
-from tests.web.conftest import PRIVATE, PUBLIC, message_link
+from tests.web.conftest import PRIVATE, PUBLIC, gif_zooming_into, message_link
 
 
 async def text_of(response) -> str:
@@ -54,7 +56,7 @@ async def test_a_result_page_shows_the_image_kind_command_likes_and_date(client,
     html = await text_of(await client.get(f"/results/{dream}"))
     assert f'<img id="result" src="/results/{dream}/file"' in html
     assert "dream, an image (image/png)" in html
-    assert "?dream layer:block13 strength:2.0 seed:7" in html, "the server's own prefix and what differs from the defaults"
+    assert "?dream layer:block13 strength:2.0 octaves:7 seed:7" in html, "the server's own prefix and what differs from the defaults"
     assert re.search(r"<dt>Likes</dt><dd>2</dd>", html)
     assert re.search(r"<time datetime=\"\d{4}-\d\d-\d\dT[^\"]+\">\d{4}-\d\d-\d\d \d\d:\d\d UTC</time>", html)
     assert message_link(PUBLIC, dream) in html
@@ -313,3 +315,22 @@ async def test_a_video_result_is_shown_in_a_video_element_and_served_as_mp4(clie
     assert f'<video src="/results/{job}/file" muted loop' in gallery, "the newest result's card plays the clip"
     file = await client.get(f"/results/{job}/file")
     assert file.status == 200 and file.headers["Content-Type"] == "video/mp4" and await file.read() == clip
+
+
+@pytest.mark.parametrize(("fmt", "element", "what"), [("mp4", "video", "a video (video/mp4)"), ("webp", "img", "an animation (image/webp)")])
+async def test_a_zoom_as_mp4_plays_in_a_video_element_and_as_webp_in_an_image(client, published, photo_bytes, fmt, element, what):
+    import numpy as np
+
+    from core.clip_encoding import encode_clip
+
+    zoom = Image.open(io.BytesIO(gif_zooming_into(photo_bytes("astronaut.png", (96, 96)))))
+    frames = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(zoom)]
+    data, mime, _ = encode_clip(frames, 8, fmt, 1 << 20)
+    job = await published.publish(f"zoom {fmt}", "zoom", {"frames": 4, "format": fmt}, data, fmt)
+    html = await (await client.get(f"/results/{job}")).text()
+    assert f'<{element} id="result" src="/results/{job}/file"' in html and what in html
+    assert f"format:{fmt}" in html  # the command that makes it again
+    gallery = await (await client.get(f"/servers/{PUBLIC}")).text()
+    assert f'<{element} src="/results/{job}/file"' in gallery
+    file = await client.get(f"/results/{job}/file")
+    assert file.headers["Content-Type"] == mime and await file.read() == data

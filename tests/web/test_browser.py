@@ -110,7 +110,7 @@ async def test_a_visitor_opens_a_public_gallery_follows_a_result_and_sees_it(pub
     assert seen.followed_to == f"{base}/results/{published.jobs['dream']}"
     assert (seen.image_width, seen.image_height) == (144, 96), "the result image really loaded, at its size"
     assert seen.animation_width == 96, "the zoom GIF loaded too"
-    assert seen.command == "?dream layer:block13 strength:2.0 seed:7"
+    assert seen.command == "?dream layer:block13 strength:2.0 octaves:7 seed:7"  # the deep preset brings octaves:7
     assert seen.body_max_width == "1152px", "the stylesheet loaded and applied under the CSP"
     assert seen.private_heading == "404: Not Found"
     assert seen.console_errors == [], "no resource refused (CSP) or missing"

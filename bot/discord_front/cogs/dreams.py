@@ -8,6 +8,7 @@ their job id in `custom_id` (DynamicItem), so they keep working after a restart.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 from discord.ext import commands
+
+from core.params import DreamParams
 
 from ...commands import HELP, JOB_COMMANDS, CommandError, Request, job_request, parse_words, split_words
 from ...console import CONSOLE_USER_PREFIX
@@ -32,6 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["Dreams", "result_view"]
 
 log = logging.getLogger(__name__)
+
+# "Dream deeper" adds an iteration up to the most a dream takes (core/params.py holds the range).
+MOST_ITERATIONS = int(next(f.metadata["hi"] for f in dataclasses.fields(DreamParams) if f.name == "iterations"))
 
 STAR = "\N{WHITE MEDIUM STAR}"  # the reaction that counts as a like
 
@@ -79,7 +85,7 @@ class Dreams(commands.Cog):
 
     @commands.command(name="zoom")
     async def zoom(self, ctx: commands.Context, *, options: str = "") -> None:
-        """An endless-zoom GIF of a photo (or noise), e.g. !zoom frames:12 zoom:1.1"""
+        """An endless zoom into a photo (or noise), e.g. !zoom frames:12 loop:seamless format:mp4"""
         await self._start(ctx, kind="zoom", options=options, attachments=list(ctx.message.attachments))
 
     # -- from a command ------------------------------------------------------------------------------
@@ -117,7 +123,14 @@ class Dreams(commands.Cog):
         await self._dream_from_menu(interaction, _first_photo_of(message), {})
 
     async def dream_deeper(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        """The default dream with the deep preset on the first photo of a message."""
+        """On a result: what its Dream deeper button does. On any other photo: a dream with the deep preset."""
+        # The link as the store recorded it (a resolved message may not know its guild).
+        link = discord.MessageReference(message_id=message.id, channel_id=message.channel.id, guild_id=interaction.guild_id).jump_url
+        job_id = await self.bot.service.job_posted_in(link)
+        record = await self.bot.service.job(job_id) if job_id is not None else None
+        if record is not None and record.kind in ("dream", "visualize"):
+            await self.again(interaction, record, deeper=True)
+            return
         await self._dream_from_menu(interaction, _first_photo_of(message), {"layer": "deep"})
 
     async def dream_avatar(self, interaction: discord.Interaction, user: discord.User | discord.Member) -> None:
@@ -171,14 +184,24 @@ class Dreams(commands.Cog):
     # -- from a button -------------------------------------------------------------------------------
 
     async def again(self, interaction: discord.Interaction, record: JobRecord, *, deeper: bool) -> None:
-        """Re-roll a result with a new seed, or dream deeper on the result itself."""
-        if deeper:
+        """Re-roll a result with a new seed, or dream one iteration deeper (a render: dream on it)."""
+        if deeper and record.kind == "dream":
+            # The same job with one more pass, seed included: its params and reproduce command stay
+            # true to what was run (`!dream iterations:N+1 seed:S` on the photo), at the price of
+            # redoing the earlier passes.
+            iterations = int(record.params.get("iterations", 1)) + 1
+            if iterations > MOST_ITERATIONS:
+                await interaction.response.send_message(
+                    f"that dream is already {MOST_ITERATIONS} iterations deep, the most there is; try a zoom to go on", ephemeral=True)
+                return
+            images = [i for i in (record.image, record.guide) if i is not None]
+            request = Request("dream", dict(record.params) | {"iterations": iterations}, seed=record.seed)
+        elif deeper:
             if not record.result_location or not Path(record.result_location).is_file():
                 await interaction.response.send_message("that result is no longer stored, so I cannot dream deeper", ephemeral=True)
                 return
             images = [await asyncio.to_thread(Path(record.result_location).read_bytes)]
-            params = dict(record.params) if record.kind == "dream" else {"model": record.params.get("model")}
-            request = Request("dream", params)
+            request = Request("dream", {"model": record.params.get("model")})
         else:
             images = [i for i in (record.image, record.guide) if i is not None]
             # Users ask for a dream on a clip; the compiler makes it a "video" job again from the clip.

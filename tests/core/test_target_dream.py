@@ -1,0 +1,166 @@
+"""Dreams toward a class (`!dream target:banana`): the class emerges while the photo stays recognisable.
+
+The full check, the post's nine classes on each of three photos at the defaults, is
+`benchmarks/target_dreams.py` (about two minutes on a 2-core CPU); here each class once, on one
+of the three photos, at half the default size.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmarks.image_measures import luminance_correlation, mean_change
+from bot.commands import reproduce_command
+from core.dream import DreamSettings, dream, natural_step
+from core.errors import InvalidParameter, UnknownClass
+from core.images import decode_image, fit_longest_side, to_tensor
+from core.jobs import JobResult
+from core.models.classes import imagenet_classes
+from core.objectives import class_logit_objective
+from core.params import TARGET_DREAM_DEFAULTS, DreamParams, as_dict
+from core.render import classify
+from core.runner import dream_settings
+from core.spec import compile_job, restore_job
+from tests.clip_making import encode_video, pan_and_zoom
+
+# Each of the post's nine classes once, spread over the three photos.
+DREAMS = [
+    ("chelsea.png", "hartebeest"), ("chelsea.png", "anemone fish"), ("chelsea.png", "screw"),
+    ("astronaut.png", "measuring cup"), ("astronaut.png", "starfish"), ("astronaut.png", "parachute"),
+    ("coffee.png", "ant"), ("coffee.png", "banana"), ("coffee.png", "dumbbell"),
+]
+SIDE = 256  # half the default max_side: a quarter of the work
+
+
+@pytest.mark.parametrize("photo, target", DREAMS)
+def test_the_class_emerges_and_the_photo_stays_recognisable(runner, lite0, photo_bytes, photo, target):
+    data = photo_bytes(photo)
+    result = runner.run(compile_job("dream", {"target": target, "max_side": SIDE}, images=[data], seed=0))
+    dreamt = decode_image(result.data).rgb  # as the user gets it: 8 bits per channel
+    source = fit_longest_side(decode_image(data).rgb, SIDE)
+    assert dreamt.size == source.size
+    before = classify(lite0, to_tensor(source))
+    after = classify(lite0, to_tensor(dreamt))
+    index = imagenet_classes().index(target)
+    assert int(before.argmax()) != index  # the photo was not that class to begin with
+    assert int(after.argmax()) == index, f"{photo} toward {target}: top-1 {imagenet_classes()[int(after.argmax())]}"
+    assert result.metadata["class_name"] == target and result.metadata["top1_name"] == target
+    assert abs(result.metadata["probability"] - float(after[index])) < 1e-3
+    assert luminance_correlation(dreamt, source) >= 0.5
+    assert mean_change(dreamt, source) >= 6.0
+
+
+def _high_frequency_share(change: torch.Tensor) -> float:
+    """The share of a change (1, 3, H, W) that a 5x5 box blur removes: static scores near 1, broad shapes near 0."""
+    blurred = torch.nn.functional.avg_pool2d(change, 5, stride=1, padding=2, count_include_pad=False)
+    return float((change - blurred).abs().mean() / change.abs().mean())
+
+
+def _colour_share(change: torch.Tensor) -> float:
+    """The share of a change that is not a change of grey level (equal in all three channels)."""
+    grey = change.mean(dim=1, keepdim=True)
+    return float((change - grey).abs().mean() / change.abs().mean())
+
+
+def test_natural_steps_are_broad_and_photo_coloured_where_raw_ones_are_static(lite0, photo_path):
+    photo = to_tensor(fit_longest_side(Image.open(photo_path("chelsea.png")).convert("RGB"), 128))
+    shaped = replace(dream_settings(DreamParams(target="banana", layer="logits")), steps=5, octaves=3)
+    raw = replace(shaped, smoothing=0.0, pull=0.0)
+    objective = class_logit_objective(imagenet_classes().index("banana"))
+    changes = {name: dream(lite0, objective, photo, settings, torch.Generator().manual_seed(0)) - photo
+               for name, settings in (("raw", raw), ("shaped", shaped))}
+    assert _high_frequency_share(changes["shaped"]) < 0.85 * _high_frequency_share(changes["raw"])
+    assert _colour_share(changes["shaped"]) < 0.8 * _colour_share(changes["raw"])
+    # The step itself: a gradient of pure static comes out smoother.
+    static = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    assert _high_frequency_share(natural_step(static, 1.0)) < 0.75 * _high_frequency_share(static)
+
+
+def test_the_pull_keeps_the_dream_near_the_photo(lite0, photo_path):
+    photo = to_tensor(fit_longest_side(Image.open(photo_path("coffee.png")).convert("RGB"), 96))
+    objective = class_logit_objective(imagenet_classes().index("starfish"))
+    settings = DreamSettings(steps=4, octaves=2, strength=2.0, smoothing=1.0)
+    free = dream(lite0, objective, photo, settings, torch.Generator().manual_seed(0))
+    pulled = dream(lite0, objective, photo, replace(settings, pull=0.3), torch.Generator().manual_seed(0))
+    assert float((pulled - photo).abs().mean()) < 0.6 * float((free - photo).abs().mean())
+
+
+def test_target_dreams_on_different_photos_share_passes_each_pulled_to_its_own(runner, photo_bytes):
+    photos = [photo_bytes(name, (96, 64)) for name in ("chelsea.png", "coffee.png")]
+    options = {"target": "banana", "steps": 3, "octaves": 2}
+    specs = [compile_job("dream", options, images=[photo], seed=3) for photo in photos]
+    together = runner.run_batch(specs)
+    alone = [runner.run(spec) for spec in specs]
+    for batched, single, photo in zip(together, alone, photos):
+        assert isinstance(batched, JobResult), batched
+        assert batched.metadata["batch_size"] == 2
+        a, b = to_tensor(decode_image(batched.data).rgb), to_tensor(decode_image(single.data).rgb)
+        assert float((a - b).abs().mean()) < 1 / 255
+        assert luminance_correlation(decode_image(batched.data).rgb, decode_image(photo).rgb) > 0.8
+
+
+# -- options, names and prices ----------------------------------------------------------------------------
+
+
+def _png() -> bytes:
+    array = np.full((48, 64, 3), 120, np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_target_is_named_canonically_and_brings_its_defaults():
+    params = compile_job("dream", {"target": "Banana"}, images=[_png()]).params
+    assert params.target == "banana" and params.layer == "logits" and params.channel == ()
+    assert params.max_side == TARGET_DREAM_DEFAULTS["max_side"] and params.strength == TARGET_DREAM_DEFAULTS["strength"]
+    assert compile_job("dream", {"target": "954"}, images=[_png()]).params == params
+    given = compile_job("dream", {"target": "banana", "max_side": 300, "strength": 1.5, "layer": "logits"}, images=[_png()]).params
+    assert (given.max_side, given.strength) == (300, 1.5)
+    plain = compile_job("dream", {}, images=[_png()]).params  # no target: the layer dream's defaults
+    assert (plain.target, plain.layer, plain.max_side, plain.strength) == ("", "block8", DreamParams().max_side, DreamParams().strength)
+
+
+def test_an_unknown_class_is_one_line_with_suggestions():
+    with pytest.raises(UnknownClass) as caught:
+        compile_job("dream", {"target": "dumbel"}, images=[_png()])
+    assert "\n" not in str(caught.value) and "dumbbell" in str(caught.value)
+
+
+@pytest.mark.parametrize("options, images, words", [
+    ({"target": "banana", "layer": "deep"}, 1, "drop layer:deep"),
+    ({"target": "banana", "channel": "3"}, 1, "drop channel"),
+    ({"target": "banana"}, 2, "target class or a guide image, not both"),
+])
+def test_what_a_target_does_not_combine_with_is_one_line(options, images, words):
+    with pytest.raises(InvalidParameter) as caught:
+        compile_job("dream", options, images=[_png()] * images)
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_clip_with_a_target_is_one_line(photo_path):
+    clip = encode_video(pan_and_zoom(photo_path("chelsea.png"), frames=4))
+    with pytest.raises(InvalidParameter) as caught:
+        compile_job("dream", {"target": "banana"}, images=[clip])
+    assert str(caught.value) == "target: for photos only, and the input is a video"
+
+
+def test_the_reproduce_command_and_a_restart_give_the_same_job():
+    spec = compile_job("dream", {"target": "anemone fish", "steps": 12}, images=[_png()], seed=9)
+    command = reproduce_command(spec)
+    assert command == "!dream target:'anemone fish' steps:12 seed:9"
+    restored = restore_job("dream", as_dict(spec.params), seed=9, image=spec.image)
+    assert restored.params == spec.params and restored.cost == spec.cost
+
+
+def test_a_target_dream_is_priced_to_the_class_scores():
+    photo = _png()
+    plain = compile_job("dream", {"max_side": 512}, images=[photo]).cost
+    toward = compile_job("dream", {"target": "banana", "strength": 1.0}, images=[photo]).cost
+    assert toward.passes == plain.passes + 1  # the same steps, and one look at the result
+    assert toward.network > plain.network  # the passes run to the logits, not the mid layer
