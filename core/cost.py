@@ -77,8 +77,11 @@ _RENDER_PAD, _RENDER_CROP_BEFORE, _RENDER_CROP_AFTER = 12, 8, 4
 _RENDER_SCALES = tuple(1 + (i - 5) / 50 for i in range(11))
 # A natural render step's work outside the network (phase to image through an inverse FFT and back,
 # crop resampling), in GFLOP-equivalents per megapixel of the render: measured on the CPU as the
-# extra time of a 1024 px render over a 224 px one with the same crops.
-NATURAL_IMAGE_GFLOP_PER_MEGAPIXEL = 2.0
+# extra time of a 1024 px render over a 224 px one with the same crops (benchmarks/cost_check.py).
+NATURAL_IMAGE_GFLOP_PER_MEGAPIXEL = 3.75
+# A natural render step has none of the vivid step's five transforms: its small operations weigh
+# about one pass, not three (fitted to the same runs).
+NATURAL_STEP_PASSES = 1
 
 
 @dataclass(frozen=True)
@@ -265,7 +268,7 @@ def _natural_render_cost(entry: ModelEntry, p: VisualizeParams) -> JobCost:
     image_work = NATURAL_IMAGE_GFLOP_PER_MEGAPIXEL * p.size * p.size / 1e6
     steps = (gflops * (1 + BACKWARD_RATIO) * crops_megapixels + image_work) * p.steps
     classify = gflops * settings.input_size ** 2 / 1e6
-    return JobCost(network=steps + classify, passes=RENDER_STEP_PASSES * p.steps + 1, decode=0.0, encode=p.size * p.size / 1e6)
+    return JobCost(network=steps + classify, passes=NATURAL_STEP_PASSES * p.steps + 1, decode=0.0, encode=p.size * p.size / 1e6)
 
 
 def _zoom_cost(entry: ModelEntry, p: ZoomParams, image_size: tuple[int, int] | None) -> JobCost:
