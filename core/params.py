@@ -78,7 +78,8 @@ class ZoomParams:
 @dataclass(frozen=True)
 class VideoParams:
     """A dream on a clip (see core/video.py). Its dream options mean what a photo's mean, with
-    smaller defaults, as every frame is dreamt; any option a photo's dream takes, a clip's takes."""
+    smaller defaults, as every frame is dreamt. A clip takes every option of a photo's dream but
+    `target` and `iterations`, which core.spec refuses with one line ("for photos only")."""
 
     model: str = _spec("efficientnet-lite0", help="network name (see `models`)")
     layer: str = _spec("mid", help="preset (shallow, mid, deep) or layer name(s), comma-separated")
