@@ -61,6 +61,12 @@ def _ease(x: float) -> float:
     return x * x * (3 - 2 * x)
 
 
+def _frame_label(index: int, fade: int, frames: int) -> str:
+    """Progress names the frames a user asked for as such; a seamless loop's extra frames come first
+    (the output starts after them), as the loop's lead-in."""
+    return f"loop lead-in {index + 1}/{fade} " if index < fade else f"frame {index - fade + 1}/{frames} "
+
+
 def zoom_frames(
     net: TappedNetwork,
     objective: Objective,
@@ -94,7 +100,7 @@ def zoom_frames(
     for index in range(total):
         current = dream(
             net, objective, current, dream_settings, generator,
-            progress=progress, should_cancel=should_cancel, stage_prefix=f"frame {index + 1}/{total} ",
+            progress=progress, should_cancel=should_cancel, stage_prefix=_frame_label(index, fade, zoom_settings.frames),
             span=span.part(index, total),
             precision=precision, graphs=graphs, graph_key=graph_key,
         )

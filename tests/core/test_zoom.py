@@ -164,3 +164,15 @@ def test_zoom_respects_a_tight_byte_budget(runner):
         result = runner.run(compile_job("zoom", params, seed=2))
         assert len(result.data) <= 64 * 1024
         assert len(_decoded(result.data, result.mime_type)) == result.metadata["frames"] >= 1
+
+
+def test_a_seamless_loop_names_its_extra_frames_apart_from_the_frames_asked_for(lite0):
+    stages: list[str] = []
+    settings = ZoomSettings(frames=6, loop="seamless")
+    frames = zoom_frames(lite0, layer_objective("block3"), torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)),
+                         DreamSettings(steps=1, octaves=1), settings, torch.Generator().manual_seed(0),
+                         progress=lambda event: stages.append(event.stage))
+    fade = crossfade_frames(6, "seamless")
+    assert len(frames) == 6 and fade > 0
+    names = list(dict.fromkeys(stage.split(" octave")[0] for stage in stages))
+    assert names == [f"loop lead-in {i}/{fade}" for i in range(1, fade + 1)] + [f"frame {i}/6" for i in range(1, 7)]
