@@ -20,7 +20,7 @@ from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from core.errors import DreamError
-from core.jobs import FILE_EXTENSIONS
+from core.jobs import MIME_TYPES
 
 from .commands import reproduce_stored_command
 from .store import GalleryItem, GuildSettings, Store
@@ -40,7 +40,6 @@ RESULT_FILE_PATH = "/results/{job_id}/file"
 
 # Ids beyond the store's 32-bit integer columns name nothing (PostgreSQL would refuse the query).
 _MAX_ID = 2**31 - 1
-_MIME_TYPES = {extension: mime for mime, extension in FILE_EXTENSIONS.items()}
 
 
 def gallery_page_url(public_url: str, guild_id: str | int) -> str:
@@ -146,7 +145,7 @@ class PublicGallery:
         return (result, item.result_location) if result is not None else None
 
     def _public(self, item: GalleryItem, settings: GuildSettings) -> PublicResult | None:
-        mime_type = _MIME_TYPES.get(PurePath(item.result_location or "").suffix.lstrip(".").lower())
+        mime_type = MIME_TYPES.get(PurePath(item.result_location or "").suffix.lstrip(".").lower())
         if mime_type is None or item.guild_id is None:
             return None  # no file a browser could show
         return PublicResult(

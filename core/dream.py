@@ -19,7 +19,7 @@ from .errors import JobCancelled
 from .jobs import CancelCheck, ProgressCallback, ProgressEvent
 from .models.network import TappedNetwork
 from .objectives import Objective
-from .parameterization import COLOR_SQRT_COVARIANCE  # the colour statistics of photos, shared with renders
+from .parameterization import COLOR_SQRT_COVARIANCE, frequencies  # photos' colour statistics and the Fourier grid, shared with renders
 from .progress import Span
 
 __all__ = ["DreamSettings", "PRECISIONS", "StepGraphs", "dream", "dream_batch", "natural_step", "tiled_gradient", "octave_sizes"]
@@ -60,10 +60,8 @@ def natural_step(grad: torch.Tensor, smoothing: float) -> torch.Tensor:
     normalises every step.
     """
     height, width = grad.shape[-2:]
-    fy = torch.fft.fftfreq(height, device=grad.device)[:, None]  # (H, 1)
-    fx = torch.fft.rfftfreq(width, device=grad.device)[None, :]  # (1, W//2+1)
     side = max(height, width)
-    weight = (torch.sqrt(fy * fy + fx * fx).clamp(min=1.0 / side) * side) ** -smoothing  # (H, W//2+1), 1 at the lowest
+    weight = (frequencies(height, width).to(grad.device).clamp(min=1.0 / side) * side) ** -smoothing  # (H, W//2+1), 1 at the lowest
     smooth = torch.fft.irfft2(torch.fft.rfft2(grad.float()) * weight, s=(height, width))
     covariance = COLOR_SQRT_COVARIANCE @ COLOR_SQRT_COVARIANCE.t()
     return torch.einsum("bchw,dc->bdhw", smooth, covariance.to(smooth)).to(grad.dtype)

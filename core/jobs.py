@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .cost import JobCost
     from .params import JobParams
 
-__all__ = ["JobKind", "JobSpec", "JobResult", "ProgressEvent", "ProgressCallback", "CancelCheck", "JOB_KINDS", "FILE_EXTENSIONS"]
+__all__ = ["JobKind", "JobSpec", "JobResult", "ProgressEvent", "ProgressCallback", "CancelCheck", "JOB_KINDS", "FILE_EXTENSIONS", "MIME_TYPES"]
 
 JobKind = Literal["dream", "visualize", "zoom", "video"]
 # "video" is a dream whose input is a clip: users ask for a dream, and compile_job tells the two apart by the input.
@@ -57,6 +57,7 @@ class JobResult:
 
 # A result's file name ends with the extension of its type (the web gallery reads the type back from it).
 FILE_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp", "video/mp4": "mp4"}
+MIME_TYPES = {extension: mime for mime, extension in FILE_EXTENSIONS.items()}  # a stored result's type, from its file name
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["fourier_image", "phase_image", "natural_spectrum", "decorrelate", "NATURAL_SPECTRUM_PATH", "COLOR_SQRT_COVARIANCE"]
+__all__ = ["fourier_image", "phase_image", "natural_spectrum", "decorrelate", "NATURAL_SPECTRUM_PATH", "COLOR_SQRT_COVARIANCE", "frequencies"]
 
 NATURAL_SPECTRUM_PATH = Path(__file__).with_name("natural_spectrum.npz")
 
@@ -41,7 +41,8 @@ def _recorrelate(channels: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bchw,dc->bdhw", channels, COLOR_SQRT_COVARIANCE.to(channels))
 
 
-def _frequencies(height: int, width: int) -> torch.Tensor:
+def frequencies(height: int, width: int) -> torch.Tensor:
+    """Each rfft2 bin's frequency in cycles per pixel, (H, W//2+1)."""
     fy = torch.fft.fftfreq(height)[:, None]  # (H, 1)
     fx = torch.fft.rfftfreq(width)[None, :]  # (1, W//2+1)
     return torch.sqrt(fy * fy + fx * fx)  # (H, W//2+1)
@@ -58,7 +59,7 @@ def fourier_image(
     device: str | torch.device = "cpu",
 ) -> tuple[list[torch.Tensor], Callable[[], torch.Tensor]]:
     """Returns ([spectrum], image_fn) where image_fn() is (batch, 3, H, W) in [0, 1]."""
-    freqs = _frequencies(height, width)
+    freqs = frequencies(height, width)
     scale = 1.0 / freqs.clamp(min=1.0 / max(height, width)) ** decay_power  # (H, W//2+1)
     spectrum = (torch.randn(batch, 3, *freqs.shape, 2, generator=generator) * init_std).to(device).requires_grad_(True)
     scale = scale.to(device)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import discord
 
-from core.jobs import FILE_EXTENSIONS
+from core.jobs import MIME_TYPES
 
 from ..commands import reproduce_stored_command
 from ..store import JobRecord
@@ -33,7 +33,6 @@ __all__ = ["ResultDelivery"]
 log = logging.getLogger(__name__)
 
 _POSTING_FAILED = (discord.HTTPException, aiohttp.ClientError)
-_MIME_TYPES = {extension: mime for mime, extension in FILE_EXTENSIONS.items()}
 
 
 class ResultDelivery:
@@ -65,7 +64,7 @@ class ResultDelivery:
             await service.end_delivery(record.id, by_dm=False, reason="its result file is gone")
             return
         data = await asyncio.to_thread(path.read_bytes)
-        mime_type = _MIME_TYPES.get(path.suffix.lstrip(".").lower(), "image/png")  # as the service named the file
+        mime_type = MIME_TYPES.get(path.suffix.lstrip(".").lower(), "image/png")  # as the service named the file
         assert record.channel_id is not None, "only jobs with a channel are pending delivery"
         try:
             channel = self.bot.get_channel(int(record.channel_id)) or await self.bot.fetch_channel(int(record.channel_id))
