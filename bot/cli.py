@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from core.errors import DreamError, InvalidParameter
+from core.errors import DreamError, InvalidParameter, quoted
 from core.params import TARGET_DREAM_DEFAULTS
 
 __all__ = ["main", "build_parser"]
@@ -263,7 +263,7 @@ def _cmd_classes(args: argparse.Namespace) -> int:
 
     matches = search_classes(" ".join(args.search))
     if not matches:
-        raise InvalidParameter(f"no class contains {' '.join(args.search)!r}")
+        raise InvalidParameter(f"no class contains {quoted(' '.join(args.search))}")
     for index, name in matches:
         print(f"{index:4} {name}")
     return 0

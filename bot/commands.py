@@ -18,35 +18,52 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import DreamError
+from core.errors import DreamError, quoted
 from core.jobs import JobSpec
 from core.params import as_dict, param_help, params_from_dict
 from core.spec import SEED_MAX, default_params
 
+from .store import MAX_ID
+
 __all__ = [
-    "Request", "CommandError", "HELP", "COMMANDS", "JOB_COMMANDS",
+    "Request", "CommandError", "CommandHelp", "HELP", "COMMANDS", "JOB_COMMANDS",
     "parse_command", "parse_words", "job_request", "split_words", "command_help", "command_summaries", "reproduce_command",
     "reproduce_stored_command",
 ]
 
 JOB_COMMANDS = ("dream", "visualize", "zoom")
 
-# One line of help and an example per command, for `!help`. Written with the default prefix "!";
-# command_help() substitutes a guild's own prefix.
-HELP: dict[str, str] = {
-    "dream": "dream on the attached photo or short video (which also takes blend: and flow:); target:CLASS makes a class emerge in a photo, e.g. !dream layer:deep strength:2 octaves:4 seed:7",
-    "visualize": "render what the network sees as an ImageNet class, e.g. !visualize anemone fish",
-    "zoom": "an endless zoom (on the attached photo, or noise) as WebP, MP4 or GIF (format:), e.g. !zoom frames:12 loop:seamless format:mp4",
-    "models": "list the networks you can dream with, e.g. !models",
-    "layers": "list the layers and presets of a network, e.g. !layers efficientnet-lite0",
-    "classes": "search the ImageNet class names for !visualize, e.g. !classes fish",
-    "queue": "show the jobs waiting and running, e.g. !queue",
-    "cancel": "cancel one of your jobs (without an id: your latest), e.g. !cancel 12",
-    "quota": "show how many jobs you can start now, e.g. !quota",
-    "gallery": "show this server's gallery, newest or most liked, e.g. !gallery top",
-    "stats": "show this server's numbers, e.g. !stats",
-    "settings": "server admins: set the prefix, limits, exempt roles and gallery channel, e.g. !settings user_burst:5 max_job_seconds:60",
-    "help": "help on all commands or one, e.g. !help dream",
+
+
+@dataclass(frozen=True)
+class CommandHelp:
+    """What `!help` and the slash commands say about a command, written with the default prefix "!"
+    (command_help() substitutes a guild's own)."""
+
+    summary: str  # what it does, in at most 100 characters: a slash command's description, a line of `!help`
+    example: str  # a command that parses (tested)
+    details: str = ""  # more for `!help NAME` alone: usage too long for a summary
+
+
+HELP: dict[str, CommandHelp] = {
+    "dream": CommandHelp("dream on the attached photo or short video", "!dream layer:deep strength:2 octaves:4 seed:7",
+                         "a video also takes blend: and flow:; target:CLASS makes a class emerge in a photo"),
+    "visualize": CommandHelp("render what the network sees as an ImageNet class", "!visualize anemone fish"),
+    "zoom": CommandHelp("an endless zoom (on the attached photo, or noise) as WebP, MP4 or GIF",
+                        "!zoom frames:12 loop:seamless format:mp4"),
+    "models": CommandHelp("list the networks you can dream with", "!models"),
+    "layers": CommandHelp("list the layers and presets of a network", "!layers efficientnet-lite0"),
+    "classes": CommandHelp("search the ImageNet class names for !visualize", "!classes fish"),
+    "queue": CommandHelp("show the jobs waiting and running", "!queue"),
+    "cancel": CommandHelp("cancel one of your jobs (without an id: your latest)", "!cancel 12"),
+    "quota": CommandHelp("show how many jobs you can start now", "!quota"),
+    "gallery": CommandHelp("show this server's gallery, newest or most liked", "!gallery top"),
+    "stats": CommandHelp("show this server's numbers", "!stats"),
+    "settings": CommandHelp(
+        "server admins: show or change this server's settings", "!settings user_burst:5 max_job_seconds:60",
+        "keys: prefix, user_burst, user_refill_seconds, guild_jobs_per_hour, max_active_jobs, max_job_seconds, "
+        "exempt_role:@role, gallery_channel:#channel, like_threshold, public_gallery:on|off, public_names:on|off"),
+    "help": CommandHelp("help on all commands or one", "!help dream"),
 }
 COMMANDS: tuple[str, ...] = tuple(HELP)
 
@@ -93,7 +110,7 @@ def parse_words(name: str, words: list[str], prefix: str = "!", *, defaults: dic
     or links out of the words first call this, so the text is split once."""
     name = name.lower()
     if name not in HELP:
-        raise CommandError(f"unknown command {name!r}{_suggest(name, prefix)}")
+        raise CommandError(f"unknown command {quoted(name)}{_suggest(name, prefix)}")
     options, free = _options(words)
     if name in JOB_COMMANDS:
         options = _with_defaults(name, options, defaults)
@@ -115,16 +132,19 @@ def _with_defaults(name: str, options: Mapping[str, Any], defaults: dict[str, An
 
 
 def command_help(name: str | None = None, prefix: str = "!") -> list[str]:
-    """Lines of help: one per command, or for one command its line plus one per option."""
+    """Lines of help: one per command, or for one command its line, its details and one line per option."""
     def line(command: str) -> str:
-        return f"{prefix}{command}: {HELP[command].replace('!', prefix)}"
+        what = HELP[command]
+        return f"{prefix}{command}: {what.summary}, e.g. {_with_prefix(what.example, prefix)}"
 
     if name is None:
         return [line(command) for command in COMMANDS]
     name = name.removeprefix(prefix).lower()
     if name not in HELP:
-        raise CommandError(f"no help for {name!r}{_suggest(name, prefix)}")
+        raise CommandError(f"no help for {quoted(name)}{_suggest(name, prefix)}")
     lines = [line(name)]
+    if HELP[name].details:
+        lines.append(f"  {HELP[name].details}")
     if name in JOB_COMMANDS:
         lines += [f"  {option}:{default!r} - {text}" for option, default, text in param_help(name)]
         if name == "dream":  # a dream on a clip runs as a video job, which takes a few more options
@@ -136,11 +156,12 @@ def command_help(name: str | None = None, prefix: str = "!") -> list[str]:
 
 def command_summaries(prefix: str = "!") -> list[tuple[str, str, str]]:
     """(command, what it does, an example with `prefix`) for every command, as `command_help` words them."""
-    summaries = []
-    for command in COMMANDS:
-        what, _, example = HELP[command].partition(", e.g. ")
-        summaries.append((command, what, example.replace("!", prefix, 1)))
-    return summaries
+    return [(command, HELP[command].summary, _with_prefix(HELP[command].example, prefix)) for command in COMMANDS]
+
+
+def _with_prefix(text: str, prefix: str) -> str:
+    """Help text written with "!" as a guild with `prefix` reads it."""
+    return text.replace("!", prefix)
 
 
 def reproduce_command(spec: JobSpec, prefix: str = "!") -> str:
@@ -210,7 +231,7 @@ def _job(name: str, options: dict[str, str], free: list[str], prefix: str) -> Re
         raw["target"] = " ".join(free)
     elif free:
         raise CommandError(
-            f"unexpected {' '.join(free)!r} for {prefix}{name}; options look like key:value, see {prefix}help {name}"
+            f"unexpected {quoted(' '.join(free))} for {prefix}{name}; options look like key:value, see {prefix}help {name}"
         )
     return Request(name, raw, tuple(free), seed)
 
@@ -225,9 +246,9 @@ def _plain(
         for key in options:
             if key not in allowed_options:
                 expected = f"; it takes {', '.join(o + ':' for o in allowed_options)}" if allowed_options else ""
-                raise CommandError(f"{prefix}{name} has no option {key!r}{expected}")
+                raise CommandError(f"{prefix}{name} has no option {quoted(key)}{expected}")
         if max_free is not None and len(free) > max_free:
-            raise CommandError(f"{prefix}{name} takes {_count(max_free)}, got {' '.join(free)!r}; e.g. {_example(name, prefix)}")
+            raise CommandError(f"{prefix}{name} takes {_count(max_free)}, got {quoted(' '.join(free))}; e.g. {_example(name, prefix)}")
         if required and not free and not options:
             raise CommandError(f"{prefix}{name} needs {required}; e.g. {_example(name, prefix)}")
         return Request(name, dict(options), tuple(free))
@@ -240,7 +261,7 @@ def _count(n: int) -> str:
 
 
 def _example(name: str, prefix: str) -> str:
-    return HELP[name].rsplit("e.g. ", 1)[-1].replace("!", prefix)
+    return _with_prefix(HELP[name].example, prefix)
 
 
 def _layers(name: str, options: dict[str, str], free: list[str], prefix: str) -> Request:
@@ -263,12 +284,10 @@ def _cancel(name: str, options: dict[str, str], free: list[str], prefix: str) ->
     raw = (free[0] if free else None) or options.get("job") or options.get("id")
     if raw is None:
         return Request(name, {}, ())
-    try:
-        job_id = int(raw.removeprefix("#"))
-    except ValueError:
-        job_id = 0
-    if job_id <= 0:
-        raise CommandError(f"a job id is a positive number like 12, got {raw!r}")
+    digits = raw.removeprefix("#")
+    job_id = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 10 else 0
+    if not 1 <= job_id <= MAX_ID:
+        raise CommandError(f"a job id is a positive number like 12, got {quoted(raw)}")
     return Request(name, {"job_id": job_id}, request.args)
 
 
@@ -276,7 +295,7 @@ def _gallery(name: str, options: dict[str, str], free: list[str], prefix: str) -
     request = _plain(("order",), 1)(name, options, free, prefix)
     order = (free[0] if free else options.get("order", "recent")).lower()
     if order not in _GALLERY_ORDERS:
-        raise CommandError(f"the gallery order is {' or '.join(_GALLERY_ORDERS)}, got {order!r}")
+        raise CommandError(f"the gallery order is {' or '.join(_GALLERY_ORDERS)}, got {quoted(order)}")
     return Request(name, {"order": order}, request.args)
 
 
@@ -286,7 +305,7 @@ def _help(name: str, options: dict[str, str], free: list[str], prefix: str) -> R
         return Request(name, {}, ())
     topic = free[0].removeprefix(prefix).lower()
     if topic not in HELP:
-        raise CommandError(f"no help for {topic!r}{_suggest(topic, prefix)}")
+        raise CommandError(f"no help for {quoted(topic)}{_suggest(topic, prefix)}")
     return Request(name, {"command": topic}, request.args)
 
 

@@ -15,6 +15,7 @@ from typing import IO
 from core.jobs import ProgressEvent
 
 from .commands import CommandError, parse_words, split_words
+from .inputs import over_the_limit, takes_name
 from .progress import progress_line
 from .service import Accepted, DreamService, Requester
 from .settings import Settings
@@ -24,13 +25,14 @@ from .wiring import open_service
 __all__ = ["Console", "run_console", "CONSOLE_USER_PREFIX"]
 
 CONSOLE_USER_PREFIX = "console:"  # console users never collide with Discord's numeric ids
-MAX_INPUT_BYTES = 25 * 1024 * 1024
 PROGRESS_INTERVAL = 2.0  # seconds between progress lines of one job
 
 
 class Console:
-    def __init__(self, service: DreamService, out: IO[str], *, user: str = "you", default_model: str | None = None):
+    def __init__(self, service: DreamService, out: IO[str], *, user: str = "you", default_model: str | None = None,
+                 max_input_bytes: int = 25 * 1024 * 1024):
         self.service = service
+        self.max_input_bytes = max_input_bytes
         self.out = out
         self.requester = Requester(user_id=CONSOLE_USER_PREFIX + user)
         self.defaults = {"model": default_model} if default_model else None
@@ -63,7 +65,7 @@ class Console:
             self.say(await self.service.answer(request, self.requester))
             return
         try:
-            inputs = [await asyncio.to_thread(_read_file, path) for path in files]
+            inputs = [await asyncio.to_thread(_read_file, path, self.max_input_bytes) for path in files]
         except ValueError as exc:
             self.say(f"error: {exc}")
             return
@@ -127,15 +129,15 @@ def _split_paths(words: list[str]) -> tuple[list[str], list[Path]]:
     files = [Path(w).expanduser() for w in words[1:] if ":" not in w and "=" not in w and Path(w).expanduser().is_file()]
     kept = [words[0]] + [w for w in words[1:] if Path(w).expanduser() not in files]
     for word in kept[1:]:
-        if "/" in word or Path(word).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".mp4", ".webm", ".mov"):
+        if "/" in word or takes_name(word):
             raise CommandError(f"no such file: {word}")
     return kept, files
 
 
-def _read_file(path: Path) -> bytes:
+def _read_file(path: Path, max_bytes: int) -> bytes:
     size = path.stat().st_size
-    if size > MAX_INPUT_BYTES:
-        raise ValueError(f"{path} is {size / 2**20:.0f} MiB; the limit is {MAX_INPUT_BYTES / 2**20:.0f} MiB")
+    if size > max_bytes:
+        raise ValueError(over_the_limit(str(path), size, max_bytes))
     return path.read_bytes()
 
 
@@ -158,7 +160,8 @@ async def run_console(
     """Open the store and the workers, recover unfinished jobs, then serve lines until EOF or `quit`."""
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     async with open_service(settings) as service:
-        console = Console(service, stdout, user=user, default_model=settings.dream_model)
+        console = Console(service, stdout, user=user, default_model=settings.dream_model,
+                          max_input_bytes=settings.max_input_bytes)
         console.say(f"dreambot console: results go to {settings.results_dir.resolve()}; type {settings.command_prefix}help")
         await console.recover()
         async for line in _lines(stdin):

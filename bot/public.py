@@ -23,7 +23,7 @@ from core.errors import DreamError
 from core.jobs import MIME_TYPES
 
 from .commands import reproduce_stored_command
-from .store import GalleryItem, GuildSettings, Store
+from .store import MAX_ID, GalleryItem, GuildSettings, Store
 
 __all__ = [
     "GalleryPage", "Order", "ORDERS", "PublicGallery", "PublicResult", "ResultFile",
@@ -37,9 +37,6 @@ ORDERS: tuple[Order, ...] = ("recent", "top")
 GALLERY_PATH = "/servers/{guild_id}"
 RESULT_PATH = "/results/{job_id}"
 RESULT_FILE_PATH = "/results/{job_id}/file"
-
-# Ids beyond the store's 32-bit integer columns name nothing (PostgreSQL would refuse the query).
-_MAX_ID = 2**31 - 1
 
 
 def gallery_page_url(public_url: str, guild_id: str | int) -> str:
@@ -135,7 +132,7 @@ class PublicGallery:
         return ResultFile(path, result.mime_type)
 
     async def _published(self, job_id: int) -> tuple[PublicResult, str] | None:
-        if not 1 <= job_id <= _MAX_ID:
+        if not 1 <= job_id <= MAX_ID:
             return None
         item = await self._store.gallery_item(job_id)
         if item is None or item.guild_id is None or item.result_location is None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Awaitable, Literal
 
-from core.errors import DreamError, JobCancelled
+from core.errors import DreamError, JobCancelled, quoted
 from core.jobs import JobResult, JobSpec, ProgressEvent
 from core.spec import check_options, compile_job, restore_job
 
@@ -46,6 +46,7 @@ Compiler = Callable[..., JobSpec]  # core.spec.compile_job's signature
 Restorer = Callable[..., JobSpec]  # core.spec.restore_job's signature
 Adopter = Callable[[list[JobRecord]], Awaitable[None]]  # a front taking over jobs adopted from a dead process
 
+_JOBS_LISTED = 10  # `!queue` lists this many of the asker's jobs, so its answer fits one message
 _DELIVERY_RETRY_MAX = 3600.0  # a result Discord keeps refusing is still tried every hour
 _STOPPING = "the bot is stopping; the job will run when it is back"
 _TAKEN_OVER = "another bot process took this job over after this one stalled; it posts the result"
@@ -65,6 +66,7 @@ class Requester:
     channel_id: str | None = None
     roles: tuple[str, ...] = ()
     is_moderator: bool = False
+    message_id: str | None = None  # the message that asked (a prefix command), which the result answers
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,21 @@ class Accepted:
         return f"takes about {wait_text(self.predicted)}; {when}"
 
 
+# Refusals that pass with time (a rate limit refills, a job ends, the bot comes back), as
+# `Denied.why` names them; any other refusal stands until the request changes.
+_PASS_WITH_TIME = ("active_jobs", "user_rate", "server_rate", "stopping")
+
+
 @dataclass(frozen=True)
 class Denied:
     reason: str  # one line for the user
     retry_after: float = 0.0
+    why: str = ""  # which rule refused it (bot.metrics.REFUSAL_REASONS), "" for others
+
+    @property
+    def passes_with_time(self) -> bool:
+        """Whether waiting alone lets the same request through later (fronts mark those as a wait)."""
+        return self.why in _PASS_WITH_TIME
 
 
 @dataclass(frozen=True)
@@ -183,7 +196,7 @@ class DreamService:
             return self._refuse("over_time_cap", over_cap_reason(spec, predicted, cap))
         admission = await self.store.admit_and_create_job(
             spec, user_id=requester.user_id, guild_id=requester.guild_id, channel_id=requester.channel_id,
-            roles=requester.roles, owner=self.owner,
+            roles=requester.roles, owner=self.owner, reply_to=requester.message_id,
         )
         if not admission.allowed:
             return self._refuse(admission.refusal, admission.reason, admission.retry_after)
@@ -195,7 +208,7 @@ class DreamService:
 
     def _refuse(self, why: str, reason: str, retry_after: float = 0.0) -> Denied:
         self.metrics.admission_refused(why)
-        return Denied(reason, retry_after)
+        return Denied(reason, retry_after, why)
 
     def check(self, request: Request) -> Denied | None:
         """Refuse a job whose options are wrong before its inputs are fetched (None: they look right).
@@ -453,6 +466,11 @@ class DreamService:
         """A server's rate limits: the bot's defaults with the server's overrides."""
         return settings.limits(self.store.limits)
 
+    async def acknowledged(self, job_id: int, message_id: str) -> None:
+        """A job asked for without a message of its own (a slash command, button or menu) was
+        acknowledged in this message: a result posted later answers it."""
+        await self.store.set_reply_target(job_id, message_id)
+
     async def record_post(self, job_id: int, message_link: str, *, channel_id: str | None, in_guild: bool) -> None:
         """Remember where a result was posted; on a server it also enters the gallery."""
         await self.store.set_result_message_link(job_id, message_link)
@@ -548,7 +566,7 @@ class DreamService:
 
         matches = search_classes(request.params["search"])
         if not matches:
-            return f"no ImageNet class contains {request.params['search']!r}"
+            return f"no ImageNet class contains {quoted(request.params['search'])}"
         shown = ", ".join(f"{name} ({index})" for index, name in matches[:25])
         more = f" and {len(matches) - 25} more" if len(matches) > 25 else ""
         return f"{len(matches)} classes: {shown}{more}"
@@ -557,7 +575,7 @@ class DreamService:
         queued, running = self.executor.queued(), self.executor.running()
         mine = await self.store.active_jobs(requester.user_id)
         lines = [f"{len(running)} running, {len(queued)} waiting"]
-        for job in mine:
+        for job in mine[:_JOBS_LISTED]:
             place = self.executor.place(str(job.id))
             if place is None:
                 where = ("in another bot process's queue" if job.owner is not None and job.owner != self.owner
@@ -567,6 +585,8 @@ class DreamService:
             else:
                 where = f"{_ordinal(place.position)} in line, starts in about {wait_text(place.wait_seconds)}"
             lines.append(f"your job {job.id}: {job.kind}, {where}")
+        if len(mine) > _JOBS_LISTED:
+            lines.append(f"and {len(mine) - _JOBS_LISTED} more of yours")
         return "\n".join(lines)
 
     async def _answer_cancel(self, request: Request, requester: Requester) -> str:

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     offline: bool = False
     max_input_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1_000_000)
+    # The most bytes one input file (a photo or a clip) may have, on every front: checked from its
+    # declared size before a download, and again while reading it.
+    max_input_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     # Several bot processes on one database: each holds its jobs through a lease it renews every
     # heartbeat; a dead process's jobs are adopted by the others once its leases run out.
     lease_seconds: float = Field(30.0, gt=0)

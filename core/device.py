@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InvalidParameter
+from .errors import InvalidParameter, quoted
 
 __all__ = ["resolve_device"]
 
@@ -21,8 +21,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         try:
             device = torch.device(name)
         except RuntimeError:
-            raise InvalidParameter(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+            raise InvalidParameter(f"device must be auto, cpu, cuda or cuda:N, got {quoted(name)}") from None
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise InvalidParameter(f"there is no {name}; this machine has {torch.cuda.device_count()} GPU(s)")
         return device
-    raise InvalidParameter(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    raise InvalidParameter(f"device must be auto, cpu, cuda or cuda:N, got {quoted(name)}")

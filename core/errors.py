@@ -17,6 +17,8 @@
 from __future__ import annotations
 
 __all__ = [
+    "quoted",
+    "QUOTE_LENGTH",
     "DreamError",
     "InvalidImage",
     "ImageTooLarge",
@@ -30,6 +32,19 @@ __all__ = [
     "ModelUnavailable",
     "JobCancelled",
 ]
+
+
+QUOTE_LENGTH = 40  # the most characters of what a user typed that an error message repeats
+
+
+def quoted(value: object, limit: int = QUOTE_LENGTH) -> str:
+    """What a user typed, quoted for an error message: `repr`, cut to `limit` characters with an
+    ellipsis, so a message that repeats its input stays one short line however long the input."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = str(value)  # a number reads as itself; a huge one is cut like any text
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = repr(str(value))
+    return text if len(text) <= limit else text[: limit - 2] + "…" + text[0]
 
 
 class DreamError(Exception):
@@ -64,7 +79,7 @@ class UnknownName(DreamError):
     def __init__(self, name: str, suggestions: list[str] | tuple[str, ...] = (), *, detail: str = ""):
         self.name = name
         self.suggestions = list(suggestions)
-        message = detail or f"unknown {self.kind} {name!r}"
+        message = detail or f"unknown {self.kind} {quoted(name)}"
         if self.suggestions:
             message += "; closest: " + ", ".join(self.suggestions)
         super().__init__(message)

@@ -12,7 +12,7 @@ import difflib
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
-from .errors import InvalidParameter
+from .errors import InvalidParameter, quoted
 
 __all__ = [
     "DreamParams", "TARGET_DREAM_DEFAULTS", "VisualizeParams", "ZoomParams", "VideoParams", "JobParams", "PARAMS_BY_KIND",
@@ -20,15 +20,20 @@ __all__ = [
 ]
 
 
-def _spec(default: Any, lo: float | None = None, hi: float | None = None, help: str = "", choices: tuple[str, ...] = ()) -> Any:
-    return field(default=default, metadata={"lo": lo, "hi": hi, "help": help, "choices": choices})
+def _spec(default: Any, lo: float | None = None, hi: float | None = None, help: str = "", choices: tuple[str, ...] = (),
+          most: int | None = None) -> Any:
+    """A parameter: its default, range (lo, hi), help line, choices, and for a list the most items it takes."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "help": help, "choices": choices, "most": most})
+
+
+MOST_CHANNELS = 16  # channels one dream may amplify together (a longer list would not fit a reply's command line)
 
 
 @dataclass(frozen=True)
 class DreamParams:
     model: str = _spec("efficientnet-lite0", help="network name (see `models`)")
     layer: str = _spec("mid", help="preset (shallow, mid, deep) or layer name(s), comma-separated")
-    channel: tuple[int, ...] = _spec((), help="channel index(es) in the layer, comma-separated")
+    channel: tuple[int, ...] = _spec((), help="channel index(es) in the layer, comma-separated", most=MOST_CHANNELS)
     strength: float = _spec(1.0, 0.05, 10.0, "step size multiplier")
     steps: int = _spec(10, 1, 100, "gradient steps per octave")
     octaves: int = _spec(4, 1, 8, "pyramid levels")
@@ -83,7 +88,7 @@ class VideoParams:
 
     model: str = _spec("efficientnet-lite0", help="network name (see `models`)")
     layer: str = _spec("mid", help="preset (shallow, mid, deep) or layer name(s), comma-separated")
-    channel: tuple[int, ...] = _spec((), help="channel index(es) in the layer, comma-separated")
+    channel: tuple[int, ...] = _spec((), help="channel index(es) in the layer, comma-separated", most=MOST_CHANNELS)
     strength: float = _spec(1.5, 0.05, 10.0, "step size multiplier")
     steps: int = _spec(6, 1, 100, "gradient steps per octave on the first frame (a third of them on later frames)")
     octaves: int = _spec(3, 1, 8, "pyramid levels of the first frame (later frames carry its detail)")
@@ -126,7 +131,7 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
         return str(raw).strip()
     except (TypeError, ValueError):
         expected = {int: "a whole number", float: "a number", bool: "true or false"}.get(kind, "comma-separated whole numbers")
-        raise InvalidParameter(f"{name} must be {expected}, got {raw!r}") from None
+        raise InvalidParameter(f"{name} must be {expected}, got {quoted(raw)}") from None
 
 
 def _number(value: float) -> str:
@@ -136,7 +141,7 @@ def _number(value: float) -> str:
 def validate_params(kind: str, raw: dict[str, Any] | None = None):
     """Coerce and range-check `raw` into the dataclass of `kind`; unknown keys are an error."""
     if kind not in PARAMS_BY_KIND:
-        raise InvalidParameter(f"unknown job kind {kind!r}; expected one of {', '.join(PARAMS_BY_KIND)}")
+        raise InvalidParameter(f"unknown job kind {quoted(kind)}; expected one of {', '.join(PARAMS_BY_KIND)}")
     cls = PARAMS_BY_KIND[kind]
     hints = get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
@@ -146,16 +151,19 @@ def validate_params(kind: str, raw: dict[str, Any] | None = None):
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else f"; expected one of {', '.join(known)}"
-            raise InvalidParameter(f"unknown option {key!r} for {kind}{hint}")
+            raise InvalidParameter(f"unknown option {quoted(key)} for {kind}{hint}")
         coerced = _coerce(name, hints[name], value)
+        most = known[name].metadata["most"]
+        if most is not None and len(coerced) > most:
+            raise InvalidParameter(f"{name} takes at most {most} values, got {len(coerced)}")
         lo, hi = known[name].metadata["lo"], known[name].metadata["hi"]
         if (lo is not None and coerced < lo) or (hi is not None and coerced > hi):
-            raise InvalidParameter(f"{name} must be between {_number(lo)} and {_number(hi)}, got {coerced!r}")
+            raise InvalidParameter(f"{name} must be between {_number(lo)} and {_number(hi)}, got {quoted(coerced)}")
         if isinstance(coerced, str) and not coerced and known[name].default != "":
             raise InvalidParameter(f"{name} must not be empty")
         choices = known[name].metadata["choices"]
         if choices and coerced.lower() not in choices:
-            raise InvalidParameter(f"{name} must be one of {', '.join(choices)}, got {coerced!r}")
+            raise InvalidParameter(f"{name} must be one of {', '.join(choices)}, got {quoted(coerced)}")
         if choices:
             coerced = coerced.lower()
         values[name] = coerced

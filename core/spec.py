@@ -16,7 +16,7 @@ from typing import Any
 
 from .clips import DEFAULT_CLIP_LIMITS, ClipLimits, is_clip, probe_clip
 from .cost import JobCost, job_cost
-from .errors import InvalidImage, InvalidParameter
+from .errors import InvalidImage, InvalidParameter, quoted
 from .images import DEFAULT_MAX_PIXELS, probe_image
 from .jobs import JOB_KINDS, JobSpec
 from .models.classes import imagenet_classes, resolve_class
@@ -42,9 +42,9 @@ def parse_seed(raw: Any) -> int:
     try:
         seed = int(str(raw).strip()) if not isinstance(raw, int) else raw
     except ValueError:
-        raise InvalidParameter(f"seed must be a whole number from 0 to {SEED_MAX}, got {raw!r}") from None
+        raise InvalidParameter(f"seed must be a whole number from 0 to {SEED_MAX}, got {quoted(raw)}") from None
     if not 0 <= seed <= SEED_MAX:
-        raise InvalidParameter(f"seed must be from 0 to {SEED_MAX}, got {seed}")
+        raise InvalidParameter(f"seed must be from 0 to {SEED_MAX}, got {quoted(seed)}")
     return seed
 
 
@@ -70,7 +70,7 @@ def resolve_names(kind: str, params: JobParams, given: Collection[str] = ()) -> 
             count = entry.channels[layer]
             bad = [c for c in params.channel if not 0 <= c < count]
             if bad:
-                raise InvalidParameter(f"{layer} has channels 0-{count - 1}; got {bad[0]}")
+                raise InvalidParameter(f"{layer} has channels 0-{count - 1}; got {quoted(bad[0])}")
     if isinstance(params, DreamParams):
         preset = entry.preset_options.get(params.layer.strip().lower(), {})
         params = replace(params, **{name: value for name, value in preset.items() if name not in given})
@@ -104,7 +104,7 @@ def check_options(kind: str, options: Mapping[str, Any] | None = None, *, seed: 
     at all; `compile_job` runs the same checks as its first step.
     """
     if kind not in JOB_KINDS:
-        raise InvalidParameter(f"unknown job kind {kind!r}; expected one of {', '.join(JOB_KINDS)}")
+        raise InvalidParameter(f"unknown job kind {quoted(kind)}; expected one of {', '.join(JOB_KINDS)}")
     if seed is not None:
         parse_seed(seed)
     try:
@@ -173,7 +173,7 @@ def compile_job(
     if kind == "video":
         return _compile_video(options, images, seed, clip_limits)
     if kind not in JOB_KINDS:
-        raise InvalidParameter(f"unknown job kind {kind!r}; expected one of {', '.join(JOB_KINDS)}")
+        raise InvalidParameter(f"unknown job kind {quoted(kind)}; expected one of {', '.join(JOB_KINDS)}")
     params = _checked(kind, options)
     if len(images) > MAX_IMAGES[kind]:
         wanted = {0: "no image", 1: "at most one image", 2: "a photo and at most one guide image"}[MAX_IMAGES[kind]]

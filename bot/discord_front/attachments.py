@@ -14,11 +14,12 @@ from urllib.parse import urlparse
 import aiohttp
 import discord
 
-__all__ = ["ImageSource", "InputRefused", "find_image_urls", "check_attachment", "download", "ALLOWED_TYPES", "CDN_HOSTS"]
+from core.errors import quoted
 
-ALLOWED_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "video/mp4", "video/webm", "video/quicktime")
-ALLOWED_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".mp4", ".webm", ".mov")
-_WHAT_WE_TAKE = "a photo (PNG, JPEG, WebP, GIF or BMP) or a video (MP4, WebM or MOV)"
+from ..inputs import WHAT_WE_TAKE, byte_size, over_the_limit, takes_name, takes_type
+
+__all__ = ["ImageSource", "InputRefused", "find_image_urls", "check_attachment", "download", "CDN_HOSTS"]
+
 CDN_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 
@@ -38,12 +39,13 @@ class ImageSource:
 def check_attachment(attachment: discord.Attachment, max_bytes: int) -> ImageSource:
     """Refuse by metadata (type, size) before a single byte is downloaded."""
     kind = (attachment.content_type or "").split(";")[0].strip().lower()
-    if kind and kind not in ALLOWED_TYPES:
-        raise InputRefused(f"{attachment.filename} is {kind}, not {_WHAT_WE_TAKE}")
-    if not kind and not attachment.filename.lower().endswith(ALLOWED_SUFFIXES):
-        raise InputRefused(f"{attachment.filename} does not look like {_WHAT_WE_TAKE}")
+    name = quoted(attachment.filename)
+    if kind and not takes_type(kind):
+        raise InputRefused(f"{name} is {quoted(kind)}, not {WHAT_WE_TAKE}")
+    if not kind and not takes_name(attachment.filename):
+        raise InputRefused(f"{name} does not look like {WHAT_WE_TAKE}")
     if attachment.size > max_bytes:
-        raise InputRefused(f"{attachment.filename} is {attachment.size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
+        raise InputRefused(over_the_limit(name, attachment.size, max_bytes))
     return ImageSource(attachment.url, attachment.filename, attachment.size, kind or None)
 
 
@@ -57,29 +59,30 @@ def find_image_urls(words: list[str], allowed_hosts: tuple[str, ...] = CDN_HOSTS
         url = word.strip("<>")
         host = (urlparse(url).hostname or "").lower()
         if host not in allowed_hosts:
-            raise InputRefused(f"images are taken from Discord's own CDN only ({', '.join(CDN_HOSTS)}), not {host or url}")
+            raise InputRefused(f"images are taken from Discord's own CDN only ({', '.join(CDN_HOSTS)}), not {quoted(host or url)}")
         sources.append(ImageSource(url, urlparse(url).path.rsplit("/", 1)[-1] or "image", None, None))
     return rest, sources
 
 
 async def download(session: aiohttp.ClientSession, source: ImageSource, *, max_bytes: int, timeout: float = 20.0) -> bytes:
     """Fetch at most `max_bytes` within `timeout` seconds; larger or slower answers are refused."""
+    name = quoted(source.filename)
     try:
         async with asyncio.timeout(timeout):
             async with session.get(source.url, allow_redirects=False) as response:
                 if response.status != 200:
-                    raise InputRefused(f"could not fetch {source.filename} (HTTP {response.status})")
+                    raise InputRefused(f"could not fetch {name} (HTTP {response.status})")
                 declared = response.content_length
                 if declared is not None and declared > max_bytes:
-                    raise InputRefused(f"{source.filename} is {declared / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
+                    raise InputRefused(over_the_limit(name, declared, max_bytes))
                 chunks, total = [], 0
                 async for chunk in response.content.iter_chunked(64 * 1024):
                     total += len(chunk)
                     if total > max_bytes:
-                        raise InputRefused(f"{source.filename} is larger than the {max_bytes / 2**20:.0f} MiB limit")
+                        raise InputRefused(f"{name} is larger than the {byte_size(max_bytes)} limit")
                     chunks.append(chunk)
                 return b"".join(chunks)
     except TimeoutError:
-        raise InputRefused(f"fetching {source.filename} took longer than {timeout:.0f} s") from None
+        raise InputRefused(f"fetching {name} took longer than {timeout:.0f} s") from None
     except aiohttp.ClientError as exc:
-        raise InputRefused(f"could not fetch {source.filename} ({type(exc).__name__})") from None
+        raise InputRefused(f"could not fetch {name} ({type(exc).__name__})") from None

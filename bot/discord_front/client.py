@@ -38,7 +38,6 @@ class DreamBot(commands.Bot):
         settings: Settings,
         http_session: aiohttp.ClientSession,
         cdn_hosts: tuple[str, ...] = CDN_HOSTS,
-        max_input_bytes: int = 25 * 1024 * 1024,
         progress_interval: float = 2.0,
         delivery_interval: float = 15.0,
         **options,
@@ -56,7 +55,7 @@ class DreamBot(commands.Bot):
         self.service, self.settings = service, settings
         self.http_session = http_session
         self.cdn_hosts = cdn_hosts
-        self.max_input_bytes = max_input_bytes
+        self.max_input_bytes = settings.max_input_bytes
         self.progress_interval = progress_interval
         self.delivery_interval = delivery_interval  # seconds between sweeps for results still to post
         self.prefixes: dict[int, str] = {}  # guild id -> prefix, filled from the store on demand

@@ -22,7 +22,7 @@ from core.jobs import MIME_TYPES
 
 from ..commands import reproduce_stored_command
 from ..store import JobRecord
-from .presenter import DEFAULT_UPLOAD_LIMIT, JobPresenter, refusal_text, upload_limit
+from .presenter import DEFAULT_UPLOAD_LIMIT, JobPresenter, refusal_text, reply_reference, upload_limit
 from .upload import send_fitted
 
 if TYPE_CHECKING:
@@ -78,8 +78,12 @@ class ResultDelivery:
         command = reproduce_stored_command(record.kind, record.params, record.seed, self.bot.prefix_in(guild))
         content = await self.presenter.result_text(record.id, int(record.user_id), guild, command)
 
+        # A reply to what asked for it, as the first post was; a plain message if that is deleted.
+        reference = reply_reference(record)
+
         async def send(text: str, file: discord.File, view: discord.ui.View) -> discord.Message:
-            return await channel.send(text, file=file, view=view)  # type: ignore[union-attr]
+            return await channel.send(text, file=file, view=view, reference=reference,  # type: ignore[union-attr,arg-type]
+                                      mention_author=False)
 
         try:
             await self.presenter.post_result(record.id, record.kind, content, data, mime_type, send, upload_limit(channel))

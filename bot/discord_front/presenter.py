@@ -17,14 +17,15 @@ import discord
 from ..commands import reproduce_command
 from ..public import result_page_url
 from ..service import Accepted, JobOutcome, Requester
-from ..store import wait_text
+from ..store import JobRecord, wait_text
 from .progress import ProgressMessage
 from .upload import send_fitted
 
 if TYPE_CHECKING:
     from .client import DreamBot
 
-__all__ = ["JobPresenter", "Post", "requester_of", "upload_limit", "refusal_text", "SendResult"]
+__all__ = ["JobPresenter", "Post", "requester_of", "reply_reference", "result_words", "what_came_out", "upload_limit",
+           "refusal_text", "SendResult"]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ SendResult = Callable[[str, discord.File, discord.ui.View], Awaitable[discord.Me
 ViewFactory = Callable[[int, str], discord.ui.View]
 
 
-def requester_of(user: discord.abc.User, channel: discord.abc.Messageable | None) -> Requester:
+def requester_of(user: discord.abc.User, channel: discord.abc.Messageable | None,
+                 message: discord.Message | None = None) -> Requester:
     guild = getattr(user, "guild", None)
     roles = tuple(str(role.id) for role in getattr(user, "roles", ()) if not role.is_default())
     moderator = False
@@ -45,12 +47,39 @@ def requester_of(user: discord.abc.User, channel: discord.abc.Messageable | None
         channel_id=str(channel.id) if channel is not None and hasattr(channel, "id") else None,
         roles=roles,
         is_moderator=moderator,
+        message_id=str(message.id) if message is not None else None,
     )
 
 
 def refusal_text(error: Exception) -> str:
     """Why Discord refused a post, in a few words: 'HTTP 503' or the connection error's name."""
     return f"HTTP {error.status}" if isinstance(error, discord.HTTPException) else type(error).__name__
+
+
+def what_came_out(kind: str, metadata: dict) -> str:
+    """' — seen as banana with p=0.998' or ' — 24 frames as WEBP': the line of a result's text that
+    says how it turned out, from its metadata ("" when there is nothing to say)."""
+    if "probability" in metadata:
+        return f" — seen as {metadata['class_name']} with p={metadata['probability']:.3f}"
+    if kind == "zoom" and "format" in metadata:
+        loop = ", a seamless loop" if metadata.get("loop") == "seamless" else ""
+        return f" — {metadata['frames']} frames as {metadata['format'].upper()}{loop}"
+    return ""
+
+
+def result_words(job_id: int, user_id: int, command: str | None, extra: str = "", page: str = "") -> str:
+    """A result post's text: who asked, the job and how it came out, the command that makes it
+    again, and the line of its web page ("" for none)."""
+    command_line = f"\n`{command}`" if command else ""
+    return f"<@{user_id}> job #{job_id}{extra}{command_line}{page}"
+
+
+def reply_reference(record: JobRecord) -> discord.MessageReference | None:
+    """A reply to the message a job's result answers, which stays a plain message if that was deleted."""
+    if record.reply_to is None or record.channel_id is None:
+        return None
+    return discord.MessageReference(message_id=int(record.reply_to), channel_id=int(record.channel_id),
+                                    fail_if_not_exists=False)
 
 
 def upload_limit(channel: object) -> int:
@@ -93,13 +122,7 @@ class JobPresenter:
         result = outcome.result
         guild = getattr(post.ack, "guild", None)
         command = reproduce_command(outcome.spec, self.bot.prefix_in(guild)) if outcome.spec is not None else None
-        extra = ""
-        if "probability" in result.metadata:
-            extra = f" — seen as {result.metadata['class_name']} with p={result.metadata['probability']:.3f}"
-        elif kind == "zoom" and "format" in result.metadata:
-            loop = ", a seamless loop" if result.metadata.get("loop") == "seamless" else ""
-            extra = f" — {result.metadata['frames']} frames as {result.metadata['format'].upper()}{loop}"
-        content = await self.result_text(job_id, post.user_id, guild, command, extra)
+        content = await self.result_text(job_id, post.user_id, guild, command, what_came_out(kind, result.metadata))
         try:
             await self.post_result(job_id, kind, content, result.data, result.mime_type, post.send, post.upload_limit)
         except (discord.HTTPException, aiohttp.ClientError) as exc:
@@ -115,8 +138,7 @@ class JobPresenter:
     async def result_text(self, job_id: int, user_id: int, guild: discord.Guild | None, command: str | None,
                           extra: str = "") -> str:
         """The words of a result post: who asked, the job, the command that reproduces it, its web page."""
-        command_line = f"\n`{command}`" if command else ""
-        return f"<@{user_id}> job #{job_id}{extra}{command_line}{await self._web_page(job_id, guild)}"
+        return result_words(job_id, user_id, command, extra, await self._web_page(job_id, guild))
 
     async def post_result(self, job_id: int, kind: str, content: str, data: bytes, mime_type: str, send: SendResult,
                           limit: int) -> discord.Message:

@@ -23,6 +23,7 @@ from ._records import (
 )
 from ._store import DEFAULT_LEASE_SECONDS, Store
 from .migrate import upgrade, upgrade_async
+from .models import MAX_ID
 
 __all__ = [
     "Admission",
@@ -37,6 +38,7 @@ __all__ = [
     "Stats",
     "Store",
     "DEFAULT_LEASE_SECONDS",
+    "MAX_ID",
     "StoreError",
     "async_url",
     "upgrade",

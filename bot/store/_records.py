@@ -75,6 +75,7 @@ class JobRecord:
     delivery_attempts: int = 0  # posts of the result tried so far
     delivery_tried_at: float | None = None  # epoch seconds the last try began
     delivery_error: str | None = None  # why the last try failed, or why it is undeliverable
+    reply_to: str | None = None  # the message id the result answers (the request, or its acknowledgement)
     # Inputs are loaded by get_job, jobs_to_recover and claim_job only; listings leave them None.
     image: bytes | None = field(default=None, repr=False)
     guide: bytes | None = field(default=None, repr=False)

@@ -134,6 +134,7 @@ class Store:
         channel_id: str | None = None,
         roles: Iterable[str] = (),
         owner: str | None = None,
+        reply_to: str | None = None,
         now: float | None = None,
     ) -> Admission:
         """`admit` and, when allowed, `create_job` in the same transaction; the job id is in `.job_id`.
@@ -147,7 +148,8 @@ class Store:
             admission = await admit_locked(session, str(user_id), _opt_str(guild_id), roles, now, self.limits)
             if not admission.allowed:
                 return admission
-            job_id = await self._insert_job(session, spec, str(user_id), _opt_str(guild_id), _opt_str(channel_id), owner, now)
+            job_id = await self._insert_job(session, spec, str(user_id), _opt_str(guild_id), _opt_str(channel_id), owner, now,
+                                            reply_to=_opt_str(reply_to))
             return Admission(True, 0.0, admission.reason, job_id)
 
     async def quota(
@@ -208,6 +210,8 @@ class Store:
         channel_id: str | None,
         owner: str | None,
         now: float,
+        *,
+        reply_to: str | None = None,
     ) -> int:
         if spec.kind not in JOB_KINDS:
             raise ValueError(f"unknown job kind {spec.kind!r}; expected one of {', '.join(JOB_KINDS)}")
@@ -225,6 +229,7 @@ class Store:
             created_at=utcnow(),
             owner=owner,
             lease_expires_at=now + self.lease_seconds if owner is not None else None,
+            reply_to=reply_to,
         )
         session.add(job)
         await session.flush()
@@ -294,6 +299,11 @@ class Store:
             if owner is None or (user_id is not None and owner != str(user_id)):
                 raise NotFound(f"no job #{job_id} of yours")
             return False
+
+    async def set_reply_target(self, job_id: int, message_id: str) -> None:
+        """The message a job's result answers (its acknowledgement, once sent); a later post replies to it."""
+        async with self._writing() as session:
+            await session.execute(update(Job).where(Job.id == job_id).values(reply_to=str(message_id)))
 
     async def set_result_message_link(self, job_id: int, link: str) -> None:
         """The result was posted in this message: its delivery is over."""
@@ -586,7 +596,7 @@ _RECORD_COLUMNS = [
     for name in (
         "id", "user_id", "guild_id", "channel_id", "kind", "params", "seed", "status", "error",
         "created_at", "started_at", "finished_at", "timings", "result_location", "result_message_link",
-        "owner", "lease_expires_at", "delivery", "delivery_attempts", "delivery_tried_at", "delivery_error",
+        "owner", "lease_expires_at", "delivery", "delivery_attempts", "delivery_tried_at", "delivery_error", "reply_to",
     )
 ]  # fmt: skip
 

@@ -28,9 +28,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "User", "GuildSettingsRow", "RateLimitState", "Job", "GalleryEntry", "Like", "JOB_STATUSES",
-           "DELIVERY_STATES", "utcnow"]
+           "DELIVERY_STATES", "MAX_ID", "utcnow"]
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+MAX_ID = 2**31 - 1  # ids are 32-bit integer columns: a larger number names no row (and PostgreSQL refuses it)
 # Where a finished job's result went: still to post, posted, sent to its requester by DM because
 # its channel is gone, or nowhere (the reason is in delivery_error). NULL: nothing to post (console).
 DELIVERY_STATES = ("pending", "posted", "sent_by_dm", "undeliverable")
@@ -149,6 +150,8 @@ class Job(Base):
     delivery_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     delivery_tried_at: Mapped[float | None] = mapped_column(Float)
     delivery_error: Mapped[str | None] = mapped_column(Text)
+    # Added in 0007: the message the result answers (the request, or its acknowledgement), if any.
+    reply_to: Mapped[str | None] = mapped_column(String(64))
 
 
 class GalleryEntry(Base):

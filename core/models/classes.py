@@ -7,7 +7,7 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-from ..errors import UnknownClass
+from ..errors import UnknownClass, quoted
 
 __all__ = ["imagenet_classes", "resolve_class", "search_classes", "suggest_classes"]
 
@@ -32,11 +32,10 @@ def resolve_class(query: str | int) -> int:
     """Index of the ImageNet class named by `query`; raises UnknownClass listing the closest names."""
     names = imagenet_classes()
     text = _normal(str(query))
-    if text.isdigit():
-        index = int(text)
-        if 0 <= index < len(names):
-            return index
-        raise UnknownClass(str(query), detail=f"class index {index} is out of range 0-999")
+    if text.isascii() and text.isdigit():  # ASCII only: "²" is a digit to str.isdigit but no number to int()
+        if len(text) <= 4 and int(text) < len(names):
+            return int(text)
+        raise UnknownClass(str(query), detail=f"class index {quoted(text)} is out of range 0-{len(names) - 1}")
     if not text:
         raise UnknownClass(str(query), detail="no class name given")
     normal = [_normal(n) for n in names]
@@ -44,7 +43,7 @@ def resolve_class(query: str | int) -> int:
     if len(exact) == 1:
         return exact[0]
     if len(exact) > 1:
-        raise UnknownClass(str(query), [_label(i) for i in exact], detail=f"class {query!r} is ambiguous; pick an index")
+        raise UnknownClass(str(query), [_label(i) for i in exact], detail=f"class {quoted(query)} is ambiguous; pick an index")
     # A plural or a small typo: accept a single clearly-closest name.
     close = difflib.get_close_matches(text, normal, n=3, cutoff=0.6)
     if close and difflib.SequenceMatcher(None, text, close[0]).ratio() >= 0.9 and normal.count(close[0]) == 1:
@@ -54,7 +53,7 @@ def resolve_class(query: str | int) -> int:
     if len(containing) == 1:
         return containing[0]
     suggestions = [_label(i) for i in containing[:5]] or [_label(normal.index(c)) for c in close]
-    detail = f"class {query!r} is ambiguous" if len(containing) > 1 else f"unknown class {query!r}"
+    detail = f"class {quoted(query)} is ambiguous" if len(containing) > 1 else f"unknown class {quoted(query)}"
     raise UnknownClass(str(query), suggestions, detail=detail)
 
 
@@ -66,15 +65,16 @@ def search_classes(text: str = "") -> list[tuple[int, str]]:
 
 def suggest_classes(text: str, limit: int = 25) -> list[tuple[int, str]]:
     """Up to `limit` (index, name) for a partly typed class: names starting with `text`, then names
-    containing it, then names it nearly spells (a typo); all classes in order when `text` is empty."""
+    containing it; only when there are none, names it nearly spells (a typo). All classes in order
+    when `text` is empty."""
     needle = _normal(text)
     names = imagenet_classes()
     normal = [_normal(n) for n in names]
     starting = [i for i, n in enumerate(normal) if n.startswith(needle)]
     containing = [i for i, n in enumerate(normal) if needle in n and not n.startswith(needle)]
     found = (starting + containing)[:limit]
-    if len(found) < limit and needle:
+    if not found and needle:
         # Compared with each word too, so "anemne" finds "sea anemone" as well as whole names.
         near = {i for i, n in enumerate(normal) if difflib.get_close_matches(needle, [n, *n.split()], n=1, cutoff=0.75)}
-        found += sorted(near - set(found))[: limit - len(found)]
+        found = sorted(near)[:limit]
     return [(i, names[i]) for i in found]

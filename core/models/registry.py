@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..errors import ModelUnavailable, UnknownLayer, UnknownModel
+from ..errors import ModelUnavailable, UnknownLayer, UnknownModel, quoted
 from .network import TappedNetwork, fold_batchnorm
 
 __all__ = ["ModelEntry", "MODELS", "get_entry", "load_network", "resolve_layers", "googlenet_cache_path"]
@@ -237,7 +237,7 @@ def resolve_layers(entry: ModelEntry, spec: str) -> tuple[str, ...]:
             choices = list(entry.presets) + list(entry.layers)
             close = difflib.get_close_matches(part, choices, n=3, cutoff=0.5)
             raise UnknownLayer(part, close or list(entry.presets),
-                               detail=f"unknown layer {part!r} for {entry.name}")
+                               detail=f"unknown layer {quoted(part)} for {entry.name}")
         layers.append(layer)
     if not layers:
         raise UnknownLayer(spec, list(entry.presets), detail="no layer given")

@@ -103,13 +103,14 @@ def test_other_commands(text, name, params, args):
     assert not request.is_job
 
 
-def test_every_command_parses_and_has_one_line_of_help_with_an_example():
+def test_every_command_parses_and_has_a_short_summary_and_an_example():
     assert set(COMMANDS) == set(HELP)
     for name in COMMANDS:
-        text = HELP[name]
-        assert "\n" not in text and "e.g. !" in text
-        example = text.rsplit("e.g. ", 1)[1]
-        assert parse_command(example).name == name, example  # the examples themselves must parse
+        help = HELP[name]
+        # The summary is the slash command's description too: one line, at most Discord's 100 characters.
+        assert "\n" not in help.summary and 1 <= len(help.summary) <= 100, name
+        assert "\n" not in help.details
+        assert parse_command(help.example).name == name, help.example  # the examples themselves must parse
     assert all(parse_command(f"!{name}").is_job for name in JOB_COMMANDS)
 
 

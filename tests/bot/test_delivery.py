@@ -13,7 +13,7 @@ from alembic import command
 from bot.executor import LocalProcessExecutor
 from bot.service import DreamService
 from bot.store import Store, upgrade_async
-from bot.store.migrate import alembic_config
+from bot.store.migrate import alembic_config, head_revision
 from tests.bot.fake_runners import fake_spec
 from tests.bot.test_migrations import inspect_db, insert_old_job, run_sql
 
@@ -92,7 +92,7 @@ async def test_the_delivery_columns_arrive_on_a_database_that_holds_jobs(databas
         "UPDATE jobs SET result_message_link = 'https://discord.com/channels/g/c/' || id WHERE kind = 'dream'",
     )
     async with Store.open(db, upgrade=True) as store:
-        assert (await inspect_db(db))[0] == "0006"
+        assert (await inspect_db(db))[0] == head_revision()
         jobs = {job.kind: job for job in [await store.get_job(i) for i in (1, 2, 3)]}
         assert {kind: (job.delivery, job.delivery_attempts) for kind, job in jobs.items()} == {
             "dream": ("posted", 0), "zoom": (None, 0), "visualize": (None, 0)}, \

@@ -43,16 +43,18 @@ def decoded(data: bytes) -> Image.Image:
     return image
 
 
-async def dream_refused_by_an_outage(world, photo) -> None:
-    """A first run of the bot whose result upload gets HTTP 503; it must not retry by itself."""
+async def dream_refused_by_an_outage(world, photo) -> dict:
+    """A first run of the bot whose result upload gets HTTP 503; it must not retry by itself.
+    Returns the message that asked for the dream."""
     fake = world.fake
     async with world.bot(delivery_retry_seconds=NO_RETRY):
         fake.fail_next_upload(status=503)
-        await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "cat.png")])
+        request = await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "cat.png")])
         await fake.wait_for_edit(lambda e: "Discord refused the result (HTTP 503)" in e.payload.get("content", ""))
     assert fake.uploads == [] and len(fake.rejected_uploads) == 1
     job = await world.store.get_job(1)
     assert (job.status, job.delivery, job.delivery_error) == ("done", "pending", "HTTP 503")
+    return request
 
 
 async def result_recorded(store, job_id: int) -> None:
@@ -72,17 +74,45 @@ async def delivery_ended(store, job_id: int):
 
 async def test_a_result_refused_at_finish_time_is_posted_once_after_a_restart(world, photo):
     fake = world.fake
-    await dream_refused_by_an_outage(world, photo)
+    request = await dream_refused_by_an_outage(world, photo)
     async with world.bot(delivery_retry_seconds=0.1):
         upload = await fake.wait_for_upload()
         await asyncio.sleep(1.0)  # several more sweeps: none may post it again
     assert len(fake.uploads) == 1 and decoded(upload.data).size == (96, 64)
     message = next(m for m in fake.messages if int(m["id"]) == upload.message_id)
+    assert message["message_reference"]["message_id"] == request["id"], "posted again as a reply to the request"
     assert message["content"].startswith(f"<@{fake.alice['id']}> job #1") and "`!dream" in message["content"]
     assert [c["custom_id"] for row in message["components"] for c in row["components"]][0] == "dream:reroll:1"
     job = await world.store.get_job(1)
     assert (job.delivery, job.delivery_attempts) == ("posted", 2)
     assert job.result_message_link.endswith(str(upload.message_id))
+
+
+async def test_a_result_posted_again_after_its_request_was_deleted_is_a_plain_message(world, photo):
+    fake = world.fake
+    request = await dream_refused_by_an_outage(world, photo)
+    await fake.delete_message(request)
+    async with world.bot(delivery_retry_seconds=0.1):
+        upload = await fake.wait_for_upload()
+        job = await delivery_ended(world.store, 1)
+    message = next(m for m in fake.messages if int(m["id"]) == upload.message_id)
+    assert message.get("message_reference") is None and message["content"].startswith(f"<@{fake.alice['id']}> job #1")
+    assert (job.delivery, job.delivery_attempts) == ("posted", 2)
+
+
+async def test_a_slash_dream_posted_again_replies_to_its_acknowledgement(world, photo):
+    fake = world.fake
+    async with world.bot(delivery_retry_seconds=NO_RETRY):
+        # discord.py retries a webhook's 5xx by itself: a 404 makes the interaction's follow-up fail for good.
+        fake.fail_next_upload(status=404)
+        interaction = await fake.dispatch_slash_command(
+            "dream", {"image": fake.add_attachment(photo, "cat.png"), "steps": 2, "octaves": 1, "max_side": 96})
+        deferred = await fake.wait_for_interaction_response(interaction)  # its message becomes the acknowledgement
+        await fake.wait_for_edit(lambda e: "Discord refused the result (HTTP 404)" in e.payload.get("content", ""))
+    async with world.bot(delivery_retry_seconds=0.1):
+        upload = await fake.wait_for_upload()
+    message = next(m for m in fake.messages if int(m["id"]) == upload.message_id)
+    assert message["message_reference"]["message_id"] == str(deferred.message_id)
 
 
 @pytest.mark.parametrize("dms_open", [True, False], ids=["dms-open", "dms-closed"])
@@ -144,7 +174,8 @@ async def test_class_names_autocomplete_by_substring_and_typo(world):
         response = await fake.wait_for_interaction_response(typed)
         assert response.type == 8
         names = [choice["name"] for choice in response.data["choices"]]
-        assert names[0] == "anemone fish" and "sea anemone" in names
+        # Names starting with what was typed, then names containing it, and no near-misses besides.
+        assert names == ["anemone fish", "sea anemone"]
         typo = await fake.dispatch_autocomplete("visualize", "target", "anemne fish")
         assert "anemone fish" in [c["name"] for c in (await fake.wait_for_interaction_response(typo)).data["choices"]]
         layers = await fake.dispatch_autocomplete("dream", "layer", "", {"model": "googlenet"})

@@ -134,10 +134,10 @@ async def test_bad_attachments_are_refused_before_downloading(world):
     fake = world.fake
     async with world.bot():
         await fake.dispatch_message("!dream", attachments=[fake.add_attachment(b"just text", "notes.txt", "text/plain")])
-        await bot_said(fake, "notes.txt is text/plain, not a photo")
+        await bot_said(fake, "'notes.txt' is 'text/plain', not a photo")
         huge = fake.add_attachment(b"\x89PNG" + bytes(100), "huge.png", "image/png", declared_size=40 * 1024 * 1024)
         await fake.dispatch_message("!dream", attachments=[huge])
-        await bot_said(fake, "huge.png is 40.0 MiB; the limit is 25 MiB")
+        await bot_said(fake, "'huge.png' is 40 MiB; the limit is 25 MiB")
         await fake.dispatch_message("!dream https://example.com/cat.png")
         await bot_said(fake, "Discord's own CDN only")
         await fake.dispatch_message("!dream", attachments=[fake.add_attachment(b"GIF89a-broken", "broken.png", "image/png")])

@@ -17,7 +17,7 @@ from bot.store.models import Base
 
 TABLES_0001 = {"users", "guild_settings", "rate_limit_state", "jobs"}
 TABLES_0002 = TABLES_0001 | {"gallery_entries", "likes"}
-HEAD = "0006"  # 0003 to 0006 add columns (and indexes) only
+HEAD = "0007"  # 0003 to 0007 add columns (and indexes) only
 
 # Rows written by an older version of the bot. Noon, so the date is the same in any time zone.
 OLD_TIME = "'2024-01-01 12:00:00'"

@@ -28,6 +28,7 @@ from ._records import (
     Upload,
     UploadedFile,
 )
+from ._limits import autocomplete_errors, command_count_error, command_list_errors, message_errors
 from ._world import GuildState, image_size, iso_now
 
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ API_PREFIX = "/api/v10"
 CLIENT_LABEL = "fake-client/"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# How long Discord remembers an enforced nonce: "a few minutes" (create-message docs); the exact
+# window is not documented, so the fake keeps it for five.
+NONCE_WINDOW = 300.0
 MESSAGE_FLAG_EPHEMERAL = 1 << 6
 MESSAGE_FLAG_LOADING = 1 << 7
 
@@ -79,6 +83,14 @@ def client_label(request: web.Request) -> str | None:
     return None
 
 
+def _focused_type(interaction: _Interaction) -> int:
+    """The option type of the option an autocomplete interaction is about (3, text, by default)."""
+    for option in interaction.payload.get("data", {}).get("options", []):
+        if option.get("focused"):
+            return int(option.get("type", 3))
+    return 3
+
+
 def _unknown(what: str, code: int) -> web.Response:
     return discord_error(404, code, f"Unknown {what}")
 
@@ -113,6 +125,7 @@ class Rest:
         self.interactions_by_token: dict[str, _Interaction] = {}
         self.commands: dict[int | None, list[dict[str, Any]]] = {}  # guild id (None: global) -> commands
         self.cdn_files: dict[str, dict[str, Any]] = {}  # path under /attachments/ -> bytes and behaviour
+        self._nonces: dict[str, tuple[int, float]] = {}  # the bot's enforced nonces -> (message id, when sent)
 
     # -- app wiring -------------------------------------------------------------------------------
 
@@ -219,24 +232,19 @@ class Rest:
         return None
 
     def _validate_message(self, payload: dict[str, Any], files: list[UploadedFile], *, creating: bool) -> web.Response | None:
+        """Discord's limits on a message body (see _limits), then "Cannot send an empty message"."""
+        if errors := message_errors(payload, len(files)):
+            return self._refuse(request, errors)
         content = payload.get("content")
-        if content is not None and len(str(content)) > 2000:
-            return _form_error("content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
-        if len(payload.get("embeds") or []) > 10:
-            return _form_error("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
-        if len(files) > 10:
-            return _form_error("files", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
-        if len(payload.get("components") or []) > 5:
-            return _form_error("components", "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
-        for row in payload.get("components") or []:
-            for item in row.get("components", []):
-                custom_id = item.get("custom_id")
-                if custom_id is not None and not 1 <= len(custom_id) <= 100:
-                    return _form_error("components", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
         if creating and not (content or payload.get("embeds") or files or payload.get("sticker_ids")
                              or payload.get("components") or payload.get("poll")):
             return discord_error(400, 50006, "Cannot send an empty message")
         return None
+
+    def _refuse(self, request: web.Request, errors: dict[str, Any]) -> web.Response:
+        """Discord's answer to a body that breaks its limits; recorded, so a test can say what broke."""
+        self.fake._record(self.fake.refused_bodies, {"path": request.path, "errors": errors})
+        return discord_error(400, 50035, "Invalid Form Body", errors)
 
     def _attach(self, files: list[UploadedFile], payload: dict[str, Any], channel_id: int, guild_id: int | None,
                 message_id: int, via: str) -> tuple[list[dict[str, Any]], list[Upload]]:
@@ -408,21 +416,16 @@ class Rest:
             return None, discord_error(403, 50001, "Missing Access")
         return (int(guild_id) if guild_id is not None else None), None
 
-    def _store_command(self, scope: int | None, data: dict[str, Any], existing: list[dict[str, Any]]) -> dict[str, Any] | web.Response:
+    def _store_command(self, scope: int | None, data: dict[str, Any], existing: list[dict[str, Any]]) -> dict[str, Any]:
+        """The command as Discord stores it (checked already): an id kept across overwrites of the
+        same name and type, and a context menu's description as the empty string."""
         kind = data.get("type", 1)
-        name = data.get("name") or ""
-        if not 1 <= len(name) <= 32 or (kind == 1 and name != name.lower()):
-            return _form_error("name", "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
-        description = data.get("description") or ""
-        if kind == 1 and not 1 <= len(description) <= 100:
-            return _form_error("description", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
-        if len(data.get("options") or []) > 25:
-            return _form_error("options", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+        name = data["name"]
         old = next((c for c in existing if c["name"] == name and c.get("type", 1) == kind), None)
         stored = copy.deepcopy(data)
         stored.update({
             "id": old["id"] if old else str(self.world.snowflake()), "application_id": str(self.world.application_id),
-            "version": str(self.world.snowflake()), "type": kind, "description": description,
+            "version": str(self.world.snowflake()), "type": kind, "description": data.get("description") or "",
             "options": stored.get("options") or [], "default_member_permissions": stored.get("default_member_permissions"),
             "nsfw": stored.get("nsfw", False),
         })
@@ -439,13 +442,17 @@ class Rest:
         if error is not None:
             return error
         body = await request.json()
+        if not isinstance(body, list):
+            return discord_error(400, 50035, "Invalid Form Body",
+                                 {"_errors": [{"code": "BASE_TYPE_ARRAY", "message": "Must be an array."}]})
+        # All or nothing, as on Discord: one bad command refuses the whole list.
+        if errors := command_list_errors(body):
+            self.fake._record(self.fake.refused_command_syncs, errors)
+            return discord_error(400, 50035, "Invalid Form Body", errors)
+        if (too_many := command_count_error(body)) is not None:
+            return discord_error(400, 30032, too_many)
         existing = self.commands.get(scope, [])
-        stored = []
-        for data in body:
-            result = self._store_command(scope, data, existing)
-            if isinstance(result, web.Response):
-                return result
-            stored.append(result)
+        stored = [self._store_command(scope, data, existing) for data in body]
         self.commands[scope] = stored
         self.fake._record(self.fake.command_syncs, CommandSync(self.world.application_id, scope,
                                                                tuple(copy.deepcopy(stored)), time.monotonic()))
@@ -456,11 +463,20 @@ class Rest:
         if error is not None:
             return error
         existing = self.commands.setdefault(scope, [])
-        result = self._store_command(scope, await request.json(), existing)
-        if isinstance(result, web.Response):
-            return result
-        existing[:] = [c for c in existing if c["id"] != result["id"]] + [result]
-        return json_response(result, status=201)
+        data = await request.json()
+        kind = data.get("type", 1) if isinstance(data, dict) else 1
+        if not isinstance(data, dict):
+            return discord_error(400, 50035, "Invalid Form Body",
+                                 {"_errors": [{"code": "MODEL_TYPE_CONVERT", "message": "Only dictionaries may be used in a ModelType"}]})
+        if errors := command_list_errors([data]):
+            return discord_error(400, 50035, "Invalid Form Body", errors.get("0", errors))
+        others = [c for c in existing if not (c["name"] == data["name"] and c.get("type", 1) == kind)]
+        if (too_many := command_count_error(others + [data])) is not None:
+            return discord_error(400, 30032, too_many)
+        result = self._store_command(scope, data, existing)
+        replaced = len(others) < len(existing)
+        existing[:] = others + [result]
+        return json_response(result, status=200 if replaced else 201)
 
     async def get_command(self, request: web.Request) -> web.Response:
         scope, error = self._scope(request)
@@ -508,7 +524,17 @@ class Rest:
         if channel["type"] == 1 and int(channel["recipients"][0]["id"]) in self.world.closed_dms:
             return discord_error(403, 50007, "Cannot send messages to this user")
         payload, files = await self._read_body(request)
+        nonce = payload.get("nonce") if payload.get("enforce_nonce") else None
+        if nonce is not None and (earlier := self._nonces.get(str(nonce))) is not None \
+                and time.monotonic() - earlier[1] < NONCE_WINDOW:
+            # Discord's enforce_nonce: the same author's message with this nonce is returned, not made
+            # again; gone since, it is 404 Unknown Message.
+            self.fake._record(self.fake.deduplicated_posts, earlier[0])
+            found = self.world.messages.get(earlier[0])
+            return json_response(copy.deepcopy(found)) if found is not None else _unknown("Message", 10008)
         message, _, error = await self._create_bot_message(request, channel_id, payload, files, via="channel")
+        if error is None and message is not None and nonce is not None:
+            self._nonces[str(nonce)] = (int(message["id"]), time.monotonic())
         return error or json_response(copy.deepcopy(message))
 
     async def get_message(self, request: web.Request) -> web.Response:
@@ -610,9 +636,12 @@ class Rest:
         kind = int(payload.get("type", 0))
         data = payload.get("data")
         is_component = interaction.payload["type"] in (3, 5)
-        if kind not in (4, 5, 6, 7, 8, 9) or (kind in (6, 7) and not is_component):
+        is_autocomplete = interaction.payload["type"] == 4
+        if kind not in (4, 5, 6, 7, 8, 9) or (kind in (6, 7) and not is_component) or (kind == 8) != is_autocomplete:
             return discord_error(400, 50035, "Invalid Form Body",
                                  {"type": {"_errors": [{"code": "BASE_TYPE_CHOICES", "message": "Value must be one of"}]}})
+        if kind == 8 and (errors := autocomplete_errors({"choices": (data or {}).get("choices")}, _focused_type(interaction))):
+            return self._refuse(request, {"data": errors["data"]})
         uploads: list[Upload] = []
         message: dict[str, Any] | None = None
         meta = {"interaction_metadata": {"id": str(interaction.id), "type": interaction.payload["type"],

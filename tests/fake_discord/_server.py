@@ -101,6 +101,9 @@ class FakeDiscord:
         self.typing: list = []  # Typing
         self.interaction_responses: list[InteractionResponse] = []
         self.command_syncs: list = []  # CommandSync
+        self.refused_command_syncs: list[dict[str, Any]] = []  # the error trees of bulk overwrites Discord would refuse
+        self.deduplicated_posts: list[int] = []  # ids of messages returned again for a repeated enforced nonce
+        self.refused_bodies: list[dict[str, Any]] = []  # (path, error tree) of any other body refused with 50035
         self.cdn_requests: list = []  # CdnRequest
         self.gateway_connections: list = []  # GatewayConnection
         self.identifies: list[dict[str, Any]] = []  # IDENTIFY "d" payloads
@@ -254,6 +257,13 @@ class FakeDiscord:
         if guild is not None:
             guild.channel_ids.remove(cid)
         await self.gateway.dispatch("CHANNEL_DELETE", world.channels.pop(cid))
+
+    async def delete_message(self, message: dict[str, Any] | int) -> None:
+        """Someone deletes a message (a user's, or the bot's): MESSAGE_DELETE is dispatched, and
+        REST answers 404 Unknown Message for it; a reply to it needs fail_if_not_exists=False."""
+        stored = self.world.messages.get(int(message["id"]) if isinstance(message, dict) else int(message))
+        assert stored is not None, f"the fake has no message {message!r}"
+        await self.rest._delete_message(stored)
 
     def close_dms(self, user: dict[str, Any] | int) -> None:
         """The user takes no direct messages from the bot: sending one gets 403 (code 50007)."""

@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from core.errors import quoted
+
+from ...commands import HELP
 from ...public import gallery_page_url
 
 if TYPE_CHECKING:
-    from ...store import GuildSettings
+    from ...store import GuildSettings, RateLimits
     from ..client import DreamBot
 
 log = logging.getLogger(__name__)
@@ -28,11 +31,11 @@ class Community(commands.Cog):
     def __init__(self, bot: DreamBot):
         self.bot = bot
 
-    @commands.hybrid_command(name="settings")
+    @commands.hybrid_command(name="settings", description=HELP["settings"].summary)
     @commands.guild_only()
     @commands.has_permissions(manage_guild=True)
     async def settings(self, ctx: commands.Context, *, options: str = "") -> None:
-        """Server admins: prefix:? user_burst:3 user_refill_seconds:60 guild_jobs_per_hour:30 max_active_jobs:2 max_job_seconds:60 exempt_role:@role gallery_channel:#ch like_threshold:5 public_gallery:on public_names:off"""
+        """Server admins: show or change this server's settings (`!help settings` lists the keys)."""
         assert ctx.guild is not None
         changes: dict[str, object] = {}
         try:
@@ -40,29 +43,29 @@ class Community(commands.Cog):
                 key, sep, value = word.partition(":")
                 key = key.lower().replace("-", "_")
                 if not sep or not value:
-                    raise ValueError(f"options look like key:value, got {word!r}")
+                    raise ValueError(f"options look like key:value, got {quoted(word)}")
                 if key == "prefix":
                     if len(value) > 16 or " " in value:
                         raise ValueError("a prefix is up to 16 characters without spaces")
                     changes["prefix"] = value
                 elif key in _NUMBERS:
-                    number = _NUMBERS[key](value)
+                    number = _number(key, value)
                     if number < 0:
                         raise ValueError(f"{key} cannot be negative")
                     changes[key] = number
                 elif key == "exempt_role":
-                    role = await commands.RoleConverter().convert(ctx, value)
+                    role = await _converted(commands.RoleConverter(), ctx, value, "role")
                     current = (await self.bot.service.guild_settings(str(ctx.guild.id))).exempt_role_ids
                     changes["exempt_role_ids"] = tuple(dict.fromkeys(current + (str(role.id),)))
                 elif key == "gallery_channel":
-                    channel = await commands.TextChannelConverter().convert(ctx, value)
+                    channel = await _converted(commands.TextChannelConverter(), ctx, value, "text channel")
                     changes["gallery_channel_id"] = str(channel.id)
                 elif key in _SWITCHES:
                     if value.lower() not in _ON + _OFF:
-                        raise ValueError(f"{key} is on or off, got {value!r}")
+                        raise ValueError(f"{key} is on or off, got {quoted(value)}")
                     changes[key] = value.lower() in _ON
                 else:
-                    raise ValueError(f"unknown setting {key!r}; see {self.bot.prefix_in(ctx.guild)}help settings")
+                    raise ValueError(f"unknown setting {quoted(key)}; see {self.bot.prefix_in(ctx.guild)}help settings")
             current = await self.bot.service.update_guild_settings(str(ctx.guild.id), **changes) if changes else \
                 await self.bot.service.guild_settings(str(ctx.guild.id))
         except (ValueError, commands.BadArgument) as exc:
@@ -72,13 +75,8 @@ class Community(commands.Cog):
             self.bot.prefixes[ctx.guild.id] = str(changes["prefix"])
         limits = self.bot.service.limits_of(current)
         cap = current.max_job_seconds or self.bot.service.max_job_seconds
-        await ctx.send(
-            f"prefix {current.prefix or self.bot.settings.command_prefix}; per user {limits.user_burst} jobs, one more every "
-            f"{limits.user_refill_seconds:g} s, {limits.max_active_jobs} at once; {limits.guild_jobs_per_hour} per hour "
-            f"for the server; jobs up to {cap:g} s; exempt roles: {len(current.exempt_role_ids)}; gallery channel: "
-            f"{'<#' + current.gallery_channel_id + '>' if current.gallery_channel_id else 'none'}, "
-            f"featured at {current.like_threshold or 'no'} likes; {self._web_summary(current)}"
-        )
+        await ctx.send(settings_words(current, limits, cap, prefix=current.prefix or self.bot.settings.command_prefix,
+                                      web=self._web_summary(current)))
 
     def _web_summary(self, current: GuildSettings) -> str:
         if not current.public_gallery:
@@ -120,6 +118,36 @@ class Community(commands.Cog):
             await channel.send(f"⭐ {likes} likes: {message.jump_url}", files=files)
         except discord.HTTPException as exc:
             log.warning("could not feature %s: %s", message.jump_url, exc)
+
+
+def settings_words(current: GuildSettings, limits: RateLimits, cap: float, *, prefix: str, web: str) -> str:
+    """What `!settings` answers: a server's settings as they apply (overrides over the bot's defaults)."""
+    channel = f"<#{current.gallery_channel_id}>" if current.gallery_channel_id else "none"
+    return (f"prefix {prefix}; per user {limits.user_burst} jobs, one more every {limits.user_refill_seconds:g} s, "
+            f"{limits.max_active_jobs} at once; {limits.guild_jobs_per_hour} per hour for the server; jobs up to "
+            f"{cap:g} s; exempt roles: {len(current.exempt_role_ids)}; gallery channel: {channel}, featured at "
+            f"{current.like_threshold or 'no'} likes; {web}")
+
+
+def _number(key: str, text: str) -> int | float:
+    """A setting's number from what an admin typed; ValueError with one line otherwise."""
+    kind = _NUMBERS[key]
+    try:
+        number = kind(text)
+    except ValueError:
+        raise ValueError(f"{key} must be {'a whole number' if kind is int else 'a number'}, got {quoted(text)}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(f"{key} must be a number, got {quoted(text)}")
+    return number
+
+
+async def _converted(converter, ctx: commands.Context, value: str, what: str):
+    """A role or channel named as an admin typed it; one short line when the server has none such
+    (discord.py's own message repeats the whole argument)."""
+    try:
+        return await converter.convert(ctx, value)
+    except commands.BadArgument:
+        raise ValueError(f"this server has no {what} {quoted(value)}") from None
 
 
 async def setup(bot: DreamBot) -> None:

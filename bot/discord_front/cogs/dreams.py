@@ -26,13 +26,13 @@ from ...service import Accepted, Denied
 from ...store import JobRecord
 from ..attachments import ImageSource, InputRefused, check_attachment, download, find_image_urls
 from ..delivery import ResultDelivery
-from ..presenter import JobPresenter, Post, requester_of, upload_limit
+from ..presenter import JobPresenter, Post, reply_reference, requester_of, upload_limit
 from ..typed_options import job_commands
 
 if TYPE_CHECKING:
     from ..client import DreamBot
 
-__all__ = ["Dreams", "result_view"]
+__all__ = ["Dreams", "result_view", "refusal_line"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Dreams(commands.Cog):
         self.bot.spawn(self._recover_after_ready())
         self.bot.spawn(self.delivery.run_forever())  # results Discord refused, this run or the last
         # The slash twins of !dream, !visualize and !zoom, typed option by option from core/params.py.
-        lines = {kind: HELP[kind].split(", e.g.")[0] for kind in JOB_COMMANDS}
+        lines = {kind: HELP[kind].summary for kind in JOB_COMMANDS}
         self._slash = job_commands(lines, self.run_typed)
         for command in (*self._slash, *self._menus):
             self.bot.tree.add_command(command, override=True)
@@ -165,12 +165,16 @@ class Dreams(commands.Cog):
         except InputRefused as exc:
             await ctx.send(str(exc))
             return
-        admitted = await bot.service.submit(request, requester_of(ctx.author, ctx.channel), images=images)
+        asked_in = ctx.message if ctx.interaction is None else None  # a slash command has no message of its own
+        admitted = await bot.service.submit(request, requester_of(ctx.author, ctx.channel, asked_in), images=images)
         if not isinstance(admitted, Accepted):
-            await ctx.send(f"⏳ {admitted.reason}")
+            await ctx.send(refusal_line(admitted))
             return
         ack = await ctx.send(self.presenter.queued_text(admitted))
-        reference = ctx.message if ctx.interaction is None else None
+        if asked_in is None:
+            await bot.service.acknowledged(admitted.job_id, str(ack.id))
+        # A reply that stays a plain message should the request be deleted meanwhile.
+        reference = asked_in.to_reference(fail_if_not_exists=False) if asked_in is not None else None
 
         async def send(content: str, file: discord.File, view: discord.ui.View) -> discord.Message:
             if reference is not None:
@@ -208,10 +212,11 @@ class Dreams(commands.Cog):
             request = Request("dream" if record.kind == "video" else record.kind, dict(record.params))
         admitted = await self.bot.service.submit(request, requester_of(interaction.user, interaction.channel), images=images)
         if not isinstance(admitted, Accepted):
-            await interaction.response.send_message(f"⏳ {admitted.reason}", ephemeral=True)
+            await interaction.response.send_message(refusal_line(admitted), ephemeral=True)
             return
         await interaction.response.send_message(self.presenter.queued_text(admitted))
         ack = await interaction.original_response()
+        await self.bot.service.acknowledged(admitted.job_id, str(ack.id))
 
         async def send(content: str, file: discord.File, view: discord.ui.View) -> discord.Message:
             return await interaction.followup.send(content, file=file, view=view, wait=True)
@@ -291,12 +296,20 @@ class Dreams(commands.Cog):
             except discord.HTTPException:
                 await self.bot.service.give_up(record.id, "its channel is gone")
                 return
-        ack = await channel.send(f"🔁 <@{record.user_id}>, job #{record.id} ({record.kind}) was interrupted by a restart; running it again")
+        # Replies to what asked for it, as before the restart; plain messages if that is deleted.
+        reference = reply_reference(record)
+        ack = await channel.send(f"🔁 <@{record.user_id}>, job #{record.id} ({record.kind}) was interrupted by a restart; running it again",
+                                 reference=reference, mention_author=False)  # type: ignore[arg-type]
 
         async def send(content: str, file: discord.File, view: discord.ui.View) -> discord.Message:
-            return await channel.send(content, file=file, view=view)
+            return await channel.send(content, file=file, view=view, reference=reference, mention_author=False)  # type: ignore[arg-type]
 
         self.bot.spawn(self.presenter.follow(record.id, record.kind, Post(ack, send, upload_limit(channel), int(record.user_id))))
+
+
+def refusal_line(denied: Denied) -> str:
+    """A refused job's one line: marked as a wait only when waiting lets the same request through."""
+    return f"⏳ {denied.reason}" if denied.passes_with_time else denied.reason
 
 
 def _message_link(payload: discord.RawReactionActionEvent) -> str:
