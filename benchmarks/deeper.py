@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from core.images import decode_image, to_tensor
-from core.models.network import TappedNetwork
+from core.models.registry import TappedNetwork
 from core.runner import JobRunner
 from core.spec import compile_job
 

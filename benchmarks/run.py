@@ -57,7 +57,8 @@ from core.runner import JobRunner
 from core.spec import compile_job
 from core.transforms import compose, standard_transforms
 from core.clip_encoding import encode_clip
-from core.zoom import noise_image, zoom_step
+from core.images import zoom_step
+from core.zoom import noise_image
 
 BASE_STEP = 1.5 / 255
 MB = 1024 * 1024

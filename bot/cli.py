@@ -9,11 +9,12 @@ import argparse
 import os
 import sys
 import tempfile
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, get_type_hints
 
 from core.errors import DreamError, InvalidParameter, quoted
-from core.params import TARGET_DREAM_DEFAULTS
+from core.params import PARAMS_BY_KIND, DreamParams, on_or_off
 
 __all__ = ["main", "build_parser"]
 
@@ -31,8 +32,45 @@ class OneLineParser(argparse.ArgumentParser):
 def _add_common(p: argparse.ArgumentParser, *, model: bool = True) -> None:
     p.add_argument("--device", default=os.environ.get("DEVICE", "auto"), help="auto, cpu or cuda (default: auto)")
     if model:
-        p.add_argument("--model", default=None, help="network (see `dreambot models`); default efficientnet-lite0")
+        p.add_argument("--model", default=None, help=f"network (see `dreambot models`); default {DreamParams.model}")
     p.add_argument("--offline", action="store_true", help="never download weights")
+
+
+def _default(setting: str) -> Any:
+    """A setting's default as bot.settings declares it (imported late: `dreambot dream` needs no settings)."""
+    from .settings import Settings
+
+    return Settings.model_fields[setting].default
+
+
+def _on_off(text: str) -> bool:
+    switch = on_or_off(text)
+    if switch is None:
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return switch
+
+
+def _add_job_options(p: argparse.ArgumentParser, kinds: Sequence[str], *, skip: Sequence[str] = ()) -> None:
+    """One option per parameter of `kinds` (the first kind's first), named, typed and explained by
+    core/params.py as the slash commands are: `--max-side 512`, `--loop seamless`, `--mask`. Ranges
+    are checked by the compiler, once, for every front."""
+    seen = {"model", "seed", *skip}
+    for kind in kinds:
+        hints = get_type_hints(PARAMS_BY_KIND[kind])
+        for f in fields(PARAMS_BY_KIND[kind]):
+            if f.name in seen:
+                continue
+            seen.add(f.name)
+            flag, meta, hint = "--" + f.name.replace("_", "-"), f.metadata, hints[f.name]
+            text = meta["help"] + (f" (default {f.default!r})" if f.default not in ("", ()) else "")
+            if kind != kinds[0]:
+                text = f"{kind}s: {text}"
+            if hint is bool:  # `--mask` alone is on; `--flow off` switches a default-on option off
+                p.add_argument(flag, type=_on_off, nargs="?", const=True, metavar="on|off", help=text)
+            elif meta["choices"]:
+                p.add_argument(flag, choices=list(meta["choices"]), help=text)
+            else:
+                p.add_argument(flag, type=hint if hint in (int, float) else str, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,48 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dream", help="amplify what a layer sees in a photo or a short video")
     p.add_argument("input", help="photo (JPEG, PNG, WebP, BMP, GIF) or video (MP4, WebM, MOV, animated GIF or WebP)")
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .webp); for a video .mp4, .gif or .webp")
-    p.add_argument("--layer", help="preset (shallow, mid, deep) or layer name(s), comma-separated")
-    p.add_argument("--channel", help="channel index(es), comma-separated")
     p.add_argument("--guide", help="guide image whose features the dream moves toward")
-    p.add_argument("--target", metavar="CLASS", help="ImageNet class to make emerge in the photo, e.g. banana, 'anemone fish', 954; "
-                   f"max-side then defaults to {TARGET_DREAM_DEFAULTS['max_side']} and strength to {TARGET_DREAM_DEFAULTS['strength']:g}")
-    p.add_argument("--strength", type=float)
-    p.add_argument("--octaves", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--octave-scale", type=float)
-    p.add_argument("--iterations", type=int, help="dream on the dream this many times, zooming in a little between passes (default 1)")
-    p.add_argument("--max-side", type=int, help="cap on the output's longest side (default 2048)")
-    p.add_argument("--tile", type=int, help="tile size in pixels (default 512)")
-    p.add_argument("--blend", type=float, help="video: share of the previous frame's dream each frame starts from (0: each alone)")
-    p.add_argument("--flow", choices=["on", "off"], help="video: carry the dream along the motion (default on)")
+    _add_job_options(p, ["dream", "video"], skip=["format"])  # a video's format is the output's extension
     p.add_argument("--seed", type=int, default=0)
     _add_common(p)
 
     p = sub.add_parser("visualize", help="render an ImageNet class from noise")
     p.add_argument("target", nargs="+", metavar="CLASS", help="class name or index, e.g. banana, 'anemone fish', 954")
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .webp)")
-    p.add_argument("--style", choices=["natural", "vivid"], help="natural (default: photo-like colours) or vivid (saturated)")
-    p.add_argument("--size", type=int, help="side in pixels, 64-1024 (default 224)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--lr", type=float, help="optimiser learning rate (default 0.05)")
-    p.add_argument("--mask", action="store_true", help="natural style: make what the network ignores transparent (.png or .webp)")
+    _add_job_options(p, ["visualize"], skip=["target"])
     p.add_argument("--seed", type=int, default=0)
     _add_common(p)
 
     p = sub.add_parser("zoom", help="endless zoom into a dream, as a looping MP4, WebP or GIF")
     p.add_argument("input", nargs="?", help="photo to start from (default: noise)")
     p.add_argument("-o", "--output", required=True, help="output .mp4, .webp or .gif: the extension chooses the format")
-    p.add_argument("--format", choices=["mp4", "webp", "gif"], help="the output's format; the extension of -o must match it")
-    p.add_argument("--loop", choices=["plain", "seamless"], help="seamless: the last frame leads back into the first (default plain)")
-    p.add_argument("--frames", type=int)
-    p.add_argument("--frame-ms", type=int, help="display time of each frame in milliseconds (default 80)")
-    p.add_argument("--max-bytes", type=int, help="byte budget of the animation (default 10 MiB)")
-    p.add_argument("--zoom", type=float, help="zoom factor per frame (default 1.05)")
-    p.add_argument("--rotate", type=float, help="degrees of rotation per frame")
-    p.add_argument("--size", type=int, help="longest side of the frames")
-    p.add_argument("--layer")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--octaves", type=int)
+    _add_job_options(p, ["zoom"])
     p.add_argument("--seed", type=int, default=0)
     _add_common(p)
 
@@ -96,21 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web", action="store_true", help="serve the web gallery in the same process (WEB_HOST, WEB_PORT)")
 
     p = sub.add_parser("web", help="serve the web gallery, /healthz and /metrics (no Discord connection)")
-    p.add_argument("--host", help="address to listen on (default: WEB_HOST, 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port to listen on (default: WEB_PORT, 8080)")
+    p.add_argument("--host", help=f"address to listen on (default: WEB_HOST, {_default('web_host')})")
+    p.add_argument("--port", type=int, help=f"port to listen on (default: WEB_PORT, {_default('web_port')})")
 
     p = sub.add_parser("db", help="database maintenance")
     p.add_argument("action", choices=["upgrade"], help="upgrade: apply the migrations (safe to repeat)")
 
     sub.add_parser("models", help="list the networks")
     p = sub.add_parser("layers", help="list a network's layers and presets")
-    p.add_argument("--model", default="efficientnet-lite0")
+    p.add_argument("--model", default=DreamParams.model)
     p = sub.add_parser("classes", help="list or search the ImageNet classes")
     p.add_argument("search", nargs="*", help="text to look for")
     return parser
 
 
-def _params(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+def _params(args: argparse.Namespace, *kinds: str) -> dict[str, Any]:
+    """The job options given on the command line, by parameter name."""
+    names = {f.name for kind in kinds for f in fields(PARAMS_BY_KIND[kind])} - {"model"}
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
@@ -123,7 +137,8 @@ def _read_input(path: str) -> bytes:
         raise InvalidParameter(f"{path} is a folder, not an image") from None
     except OSError as exc:
         raise InvalidParameter(f"cannot read {path}: {exc.strerror}") from None
-    from core.clips import is_clip, probe_clip
+    from core.clips import probe_clip
+    from core.images import is_clip
     from core.errors import InvalidImage
     from core.images import decode_image
 
@@ -180,16 +195,14 @@ def _run_job(args: argparse.Namespace, kind: str, params: dict[str, Any], image:
 
 
 def _cmd_dream(args: argparse.Namespace) -> int:
-    from core.clips import is_clip
+    from core.images import is_clip
 
     image = _read_input(args.input)
     if is_clip(image):
         return _dream_on_clip(args, image)
     out = _check_output(args.output, list(IMAGE_SUFFIXES))
     guide = _read_input(args.guide) if args.guide else None
-    params = _params(args, ["layer", "channel", "strength", "octaves", "steps", "octave_scale", "max_side", "tile", "blend", "flow",
-                            "iterations", "target"])
-    result = _run_job(args, "dream", params, image, guide)
+    result = _run_job(args, "dream", _params(args, "dream", "video"), image, guide)
     _write_atomically(out, _convert(result.data, IMAGE_SUFFIXES[out.suffix.lower()]))
     m = result.metadata
     seen = f"target {m['class_name']} p={m['probability']:.3f}, top-1 {m['top1_name']}" if "class_name" in m else m["objective"]
@@ -199,11 +212,9 @@ def _cmd_dream(args: argparse.Namespace) -> int:
 
 def _dream_on_clip(args: argparse.Namespace, clip: bytes) -> int:
     out = _check_output(args.output, list(CLIP_SUFFIXES))
-    if args.guide:
-        raise InvalidParameter("a dream on a video takes no guide image")
-    params = _params(args, ["layer", "channel", "strength", "octaves", "steps", "octave_scale", "max_side", "tile", "blend", "flow",
-                            "target"])  # given, a photo-only option gets its one line from compile_job
-    result = _run_job(args, "dream", params | {"format": CLIP_SUFFIXES[out.suffix.lower()]}, clip)
+    # Given, a photo-only option gets its one line from compile_job, as a guide does.
+    guide = _read_input(args.guide) if args.guide else None
+    result = _run_job(args, "dream", _params(args, "dream", "video") | {"format": CLIP_SUFFIXES[out.suffix.lower()]}, clip, guide)
     _write_atomically(out, result.data)
     m = result.metadata
     sound = ", with sound" if m["audio"] else ""
@@ -216,8 +227,7 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     out = _check_output(args.output, list(IMAGE_SUFFIXES))
     if args.mask and out.suffix.lower() in (".jpg", ".jpeg"):
         raise InvalidParameter("--mask needs a .png or .webp output: JPEG has no transparency")
-    params = _params(args, ["style", "size", "steps", "lr"]) | {"target": " ".join(args.target)} | ({"mask": True} if args.mask else {})
-    result = _run_job(args, "visualize", params)
+    result = _run_job(args, "visualize", _params(args, "visualize") | {"target": " ".join(args.target)})
     _write_atomically(out, _convert(result.data, IMAGE_SUFFIXES[out.suffix.lower()]))
     m = result.metadata
     print(f"wrote {out}: {m['class_name']} ({m['class_index']}) p={m['probability']:.3f}, "
@@ -231,8 +241,7 @@ def _cmd_zoom(args: argparse.Namespace) -> int:
     if args.format is not None and args.format != fmt:
         raise InvalidParameter(f"--format {args.format} disagrees with the output {out.name}; name it .{args.format} or leave --format out")
     image = _read_input(args.input) if args.input else None
-    params = _params(args, ["frames", "frame_ms", "max_bytes", "zoom", "rotate", "size", "layer", "steps", "octaves", "loop"])
-    result = _run_job(args, "zoom", params | {"format": fmt}, image)
+    result = _run_job(args, "zoom", _params(args, "zoom") | {"format": fmt}, image)
     _write_atomically(out, result.data)
     m = result.metadata
     colours = f", {m['colors']} colours" if m["colors"] else ""

@@ -12,6 +12,7 @@ is a CommandError with one line.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import shlex
 from collections.abc import Callable, Mapping
@@ -20,15 +21,16 @@ from typing import Any
 
 from core.errors import DreamError, quoted
 from core.jobs import JobSpec
-from core.params import as_dict, param_help, params_from_dict
+from core.params import as_dict, option_name, param_help
 from core.spec import SEED_MAX, default_params
 
-from .store import MAX_ID
+from .guild_settings import SETTINGS
+from .store import MAX_ID, ORDERS
 
 __all__ = [
     "Request", "CommandError", "CommandHelp", "HELP", "COMMANDS", "JOB_COMMANDS",
     "parse_command", "parse_words", "job_request", "split_words", "command_help", "command_summaries", "reproduce_command",
-    "reproduce_stored_command",
+    "wait_text", "ordinal",
 ]
 
 JOB_COMMANDS = ("dream", "visualize", "zoom")
@@ -59,16 +61,13 @@ HELP: dict[str, CommandHelp] = {
     "quota": CommandHelp("show how many jobs you can start now", "!quota"),
     "gallery": CommandHelp("show this server's gallery, newest or most liked", "!gallery top"),
     "stats": CommandHelp("show this server's numbers", "!stats"),
-    "settings": CommandHelp(
-        "server admins: show or change this server's settings", "!settings user_burst:5 max_job_seconds:60",
-        "keys: prefix, user_burst, user_refill_seconds, guild_jobs_per_hour, max_active_jobs, max_job_seconds, "
-        "exempt_role:@role, gallery_channel:#channel, like_threshold, public_gallery:on|off, public_names:on|off"),
+    "settings": CommandHelp("server admins: show or change this server's settings", "!settings user_burst:5 max_job_seconds:60",
+                            "; ".join(f"{s.name}: {s.help}" for s in SETTINGS.values())),
     "help": CommandHelp("help on all commands or one", "!help dream"),
 }
 COMMANDS: tuple[str, ...] = tuple(HELP)
 
 _OPTION = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)[:=](.*)$", re.DOTALL)
-_GALLERY_ORDERS = ("recent", "top")
 
 
 class CommandError(DreamError):
@@ -169,11 +168,6 @@ def reproduce_command(spec: JobSpec, prefix: str = "!") -> str:
     return _command_for(spec.kind, spec.params, spec.seed, prefix)
 
 
-def reproduce_stored_command(kind: str, params: Mapping[str, Any], seed: int, prefix: str = "!") -> str:
-    """`reproduce_command` for a job as the store keeps it: its params as a dict (say, on a web page)."""
-    return _command_for(kind, params_from_dict(kind, dict(params)), seed, prefix)
-
-
 def _command_for(kind: str, typed: Any, seed: int, prefix: str) -> str:
     params = as_dict(typed)
     # Layers default per model ("mid" is block8 on one, inception4c on another): compare with that model's.
@@ -209,7 +203,7 @@ def _options(words: list[str]) -> tuple[dict[str, str], list[str]]:
         if match is None or word.lower().startswith(("http:", "https:")):
             free.append(word)
             continue
-        key, value = match.group(1).lower().replace("-", "_"), match.group(2)
+        key, value = option_name(match.group(1)), match.group(2)
         if key in options:
             raise CommandError(f"option {key} given twice; give it once")
         options[key] = value
@@ -294,8 +288,8 @@ def _cancel(name: str, options: dict[str, str], free: list[str], prefix: str) ->
 def _gallery(name: str, options: dict[str, str], free: list[str], prefix: str) -> Request:
     request = _plain(("order",), 1)(name, options, free, prefix)
     order = (free[0] if free else options.get("order", "recent")).lower()
-    if order not in _GALLERY_ORDERS:
-        raise CommandError(f"the gallery order is {' or '.join(_GALLERY_ORDERS)}, got {quoted(order)}")
+    if order not in ORDERS:
+        raise CommandError(f"the gallery order is {' or '.join(ORDERS)}, got {quoted(order)}")
     return Request(name, {"order": order}, request.args)
 
 
@@ -313,11 +307,7 @@ _PARSERS: dict[str, Callable[[str, dict[str, str], list[str], str], Request]] = 
     "dream": _job,
     "visualize": _job,
     "zoom": _job,
-    "settings": _plain(
-        ("prefix", "user_burst", "user_refill_seconds", "guild_jobs_per_hour", "max_active_jobs",
-         "exempt_role", "gallery_channel", "like_threshold", "max_job_seconds"),
-        0,
-    ),
+    "settings": _plain(tuple(SETTINGS), 0),
     "models": _plain(),
     "layers": _layers,
     "classes": _classes,
@@ -328,3 +318,24 @@ _PARSERS: dict[str, Callable[[str, dict[str, str], list[str], str], Request]] = 
     "stats": _plain(),
     "help": _help,
 }
+
+
+# -- waits and places in words, as every front says them --------------------------------------------
+
+
+def wait_text(seconds: float) -> str:
+    """'42 s', '3 min 5 s', '2 h 10 min' for a wait of `seconds` (rounded up)."""
+    total = max(1, math.ceil(seconds))
+    if total < 60:
+        return f"{total} s"
+    if total < 3600:
+        minutes, secs = divmod(total, 60)
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, rest = divmod(total, 3600)
+    minutes = math.ceil(rest / 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"

@@ -17,7 +17,7 @@ from core.jobs import ProgressEvent
 from .commands import CommandError, parse_words, split_words
 from .inputs import over_the_limit, takes_name
 from .progress import progress_line
-from .service import Accepted, DreamService, Requester
+from .service import Accepted, Requester, Service
 from .settings import Settings
 from .store import JobRecord
 from .wiring import open_service
@@ -29,12 +29,12 @@ PROGRESS_INTERVAL = 2.0  # seconds between progress lines of one job
 
 
 class Console:
-    def __init__(self, service: DreamService, out: IO[str], *, user: str = "you", default_model: str | None = None,
-                 max_input_bytes: int = 25 * 1024 * 1024):
+    def __init__(self, service: Service, out: IO[str], *, max_input_bytes: int, user: str = "you",
+                 default_model: str | None = None):
         self.service = service
         self.max_input_bytes = max_input_bytes
         self.out = out
-        self.requester = Requester(user_id=CONSOLE_USER_PREFIX + user)
+        self.requester = Requester(user_id=CONSOLE_USER_PREFIX + user, front="console")
         self.defaults = {"model": default_model} if default_model else None
         self.tasks: set[asyncio.Task] = set()
 
@@ -62,14 +62,14 @@ class Console:
             if files:
                 self.say(f"error: {prefix}{request.name} takes no file")
                 return
-            self.say(await self.service.answer(request, self.requester))
+            self.say(await self.service.answers.answer(request, self.requester))
             return
         try:
             inputs = [await asyncio.to_thread(_read_file, path, self.max_input_bytes) for path in files]
         except ValueError as exc:
             self.say(f"error: {exc}")
             return
-        admitted = await self.service.submit(request, self.requester, images=inputs)
+        admitted = await self.service.jobs.submit(request, self.requester, images=inputs)
         if not isinstance(admitted, Accepted):
             self.say(f"denied: {admitted.reason}")
             return
@@ -93,19 +93,19 @@ class Console:
                 last.update(time=now, stage=event.stage)
                 self.say(f"job {job_id}: {progress_line(event)}")
 
-        outcome = await self.service.follow(job_id, progress)
+        outcome = await self.service.jobs.follow(job_id, progress)
         if outcome.status == "done" and outcome.result is not None:
             meta, seconds = outcome.result.metadata, outcome.result.timings.get("total", 0.0)
             extra = f" ({meta['class_name']}, p={meta['probability']:.3f})" if "probability" in meta else ""
-            self.say(f"job {job_id} done{extra}: {outcome.result_path} ({seconds:.1f} s)")
+            self.say(f"job {job_id} done{extra}: {outcome.where} ({seconds:.1f} s)")
         elif outcome.status == "done":
-            self.say(f"job {job_id} done: {outcome.result_path}")
+            self.say(f"job {job_id} done: {outcome.where}")
         else:
             self.say(f"job {job_id} {outcome.status}: {outcome.error}")
 
     async def recover(self) -> None:
         """Re-run console jobs that a stopped console left unfinished: now, and whenever one dies later."""
-        self._rerun(await self.service.recover(_is_console_job, on_adopted=self._rerun_later))
+        self._rerun(await self.service.leases.recover(_is_console_job, on_adopted=self._rerun_later))
 
     def _rerun(self, records: list[JobRecord]) -> None:
         for record in records:
@@ -121,7 +121,7 @@ class Console:
 
 
 def _is_console_job(record: JobRecord) -> bool:
-    return record.user_id.startswith(CONSOLE_USER_PREFIX)  # another front's jobs are that front's to recover
+    return record.front == "console"  # another front's jobs are that front's to recover
 
 
 def _split_paths(words: list[str]) -> tuple[list[str], list[Path]]:

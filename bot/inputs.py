@@ -6,7 +6,7 @@ byte cap (MAX_INPUT_BYTES). What an input really is comes from its bytes (`core.
 from __future__ import annotations
 
 
-__all__ = ["INPUT_TYPES", "WHAT_WE_TAKE", "takes_name", "takes_type", "over_the_limit", "byte_size"]
+__all__ = ["INPUT_TYPES", "WHAT_WE_TAKE", "takes_name", "over_the_limit", "byte_size"]
 
 # File name endings and the media types they stand for: photos, then clips.
 INPUT_TYPES: dict[str, str] = {
@@ -21,11 +21,6 @@ _UNITS = (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
 def takes_name(filename: str) -> bool:
     """Whether a file's name says it is something the bot takes."""
     return filename.lower().endswith(tuple(INPUT_TYPES))
-
-
-def takes_type(media_type: str) -> bool:
-    """Whether a declared media type ("image/png; charset=...") is one the bot takes."""
-    return media_type.split(";")[0].strip().lower() in INPUT_TYPES.values()
 
 
 def byte_size(size: int, unit: str | None = None) -> str:

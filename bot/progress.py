@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from core.jobs import ProgressEvent
 
-from .store import wait_text
+from .commands import wait_text
 
 __all__ = ["TerminalProgress", "progress_line", "percent"]
 

@@ -16,8 +16,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot.store import RateLimits
 from core.images import DEFAULT_MAX_PIXELS
+
+from .guild_settings import PREFIX_LENGTH, RateLimits
+from .store.leases import DEFAULT_LEASE_SECONDS, check_heartbeat
 
 __all__ = ["Settings", "ConfigError", "load_settings"]
 
@@ -45,7 +47,7 @@ class Settings(BaseSettings):
     ray_cpus_per_actor: float = Field(1.0, gt=0)
     ray_gpus_per_actor: float = Field(1.0, gt=0, le=1)
     results_dir: Path = Path("results")
-    command_prefix: str = Field("!", min_length=1, max_length=16)
+    command_prefix: str = Field("!", min_length=1, max_length=PREFIX_LENGTH)
     user_burst: int = Field(3, ge=0)
     user_refill_seconds: float = Field(60.0, gt=0)
     guild_jobs_per_hour: int = Field(30, ge=0)
@@ -62,7 +64,7 @@ class Settings(BaseSettings):
     max_input_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     # Several bot processes on one database: each holds its jobs through a lease it renews every
     # heartbeat; a dead process's jobs are adopted by the others once its leases run out.
-    lease_seconds: float = Field(30.0, gt=0)
+    lease_seconds: float = Field(DEFAULT_LEASE_SECONDS, gt=0)
     heartbeat_seconds: float = Field(10.0, gt=0)
     # Discord sharding, for several `dreambot run` processes on one database: SHARD_COUNT shards in
     # all, of which this process runs SHARD_IDS ("0-3", "0,2,5"; default: all of them). Unset, the
@@ -127,9 +129,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:
-        if self.heartbeat_seconds >= self.lease_seconds / 2:
-            raise ValueError(f"HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}) must be under half of LEASE_SECONDS "
-                             f"({self.lease_seconds:g}), so one missed beat does not cost a process its jobs")
+        check_heartbeat(self.heartbeat_seconds, self.lease_seconds)
         return self
 
     @property

@@ -1,8 +1,8 @@
-"""Start-up wiring shared by `dreambot console` and `dreambot run`: store, workers, service.
+"""Start-up wiring shared by `dreambot console`, `dreambot run` and `dreambot web`: the store, the
+result store, the workers and the service, opened in order and closed in reverse.
 
-One place opens the resources in order and closes them in reverse, so both fronts shut down the
-same way: the service stops its jobs and puts them back in the store for the next start, then the
-workers stop, then the store closes.
+Closing runs backwards: the service stops its jobs and gives them back in the store for the next
+start, then the workers stop, then the store closes.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from .executor import LocalProcessExecutor, PoolExecutor, RayExecutor
-from .metrics import Metrics
-from .public import PublicGallery
-from .service import DreamService
+from .results import LocalResults, ResultStore
+from .service import Metrics, PublicGallery, Service
 from .settings import Settings
 from .store import Store
 
-__all__ = ["open_service", "build_executor", "public_gallery", "open_web"]
+__all__ = ["open_service", "build_executor", "open_results", "open_web"]
 
 
 def build_executor(settings: Settings) -> PoolExecutor:
@@ -36,34 +35,27 @@ def build_executor(settings: Settings) -> PoolExecutor:
     return LocalProcessExecutor(**pool)
 
 
+def open_results(settings: Settings) -> ResultStore:
+    """Where results are kept (RESULTS_DIR)."""
+    return LocalResults(settings.results_dir)
+
+
 @asynccontextmanager
-async def open_service(settings: Settings) -> AsyncIterator[DreamService]:
+async def open_service(settings: Settings) -> AsyncIterator[Service]:
     """The store (migrated to head), warm workers and the service over them, closed on exit."""
-    settings.results_dir.mkdir(parents=True, exist_ok=True)
     async with Store.open(settings.database_url, limits=settings.rate_limits, upgrade=True,
                           lease_seconds=settings.lease_seconds) as store:
         executor = build_executor(settings)
-        service = DreamService(
-            store=store, executor=executor, results_dir=settings.results_dir,
-            prefix=settings.command_prefix, max_job_seconds=settings.max_job_seconds,
-            heartbeat_seconds=settings.heartbeat_seconds,
-        )
-        async with executor:
-            try:
-                yield service
-            finally:
-                await service.close()
-
-
-def public_gallery(store: Store, settings: Settings) -> PublicGallery:
-    """The read-only view of `store` that the web gallery serves."""
-    return PublicGallery(store, results_dir=settings.results_dir, default_prefix=settings.command_prefix)
+        async with executor, Service.open(store=store, executor=executor, results=open_results(settings),
+                                          prefix=settings.command_prefix, max_job_seconds=settings.max_job_seconds,
+                                          heartbeat_seconds=settings.heartbeat_seconds) as service:
+            yield service
 
 
 @asynccontextmanager
 async def open_web(settings: Settings) -> AsyncIterator[tuple[PublicGallery, Metrics]]:
     """For `dreambot web` on its own: the store (migrated to head), the public gallery and the metrics
-    over it. No workers: its health check judges the database, and reads results from RESULTS_DIR."""
+    over it. No workers: its health check judges the database."""
     async with Store.open(settings.database_url, limits=settings.rate_limits, upgrade=True,
                           lease_seconds=settings.lease_seconds) as store:
-        yield public_gallery(store, settings), Metrics(store)
+        yield PublicGallery(store, results=open_results(settings), default_prefix=settings.command_prefix), Metrics(store)

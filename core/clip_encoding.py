@@ -23,7 +23,8 @@ from PIL import Image, ImageSequence
 
 from .clips import ClipLimits, decode_clip, decoder_errors, open_container, probe_clip
 
-__all__ = ["CLIP_FORMATS", "CLIP_MIME_TYPES", "ClipReport", "encode_clip", "auto_tries_webp", "LONG_CLIP_SECONDS", "refit_clip"]
+__all__ = ["CLIP_FORMATS", "CLIP_MIME_TYPES", "ClipReport", "encode_clip", "auto_tries_webp", "LONG_CLIP_SECONDS", "refit_clip",
+           "shrink_to_fit"]
 
 CLIP_FORMATS = ("mp4", "gif", "webp")
 CLIP_MIME_TYPES = {"mp4": "video/mp4", "gif": "image/gif", "webp": "image/webp"}
@@ -268,3 +269,25 @@ def refit_clip(data: bytes, mime_type: str, max_bytes: int) -> tuple[bytes, Clip
         frames = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
     refitted, _, report = encode_clip(frames, fps, fmt, max_bytes, audio_source=audio)
     return refitted, report
+
+
+def shrink_to_fit(data: bytes, mime_type: str, max_bytes: int) -> tuple[bytes, str, str]:
+    """A result made to fit `max_bytes` (say, a channel's upload limit): an animation encoded again
+    in its own format, a still as a JPEG of falling quality, then size. Returns the bytes, their
+    media type and one line saying how it was changed."""
+    if mime_type in CLIP_MIME_TYPES.values():
+        shrunk, clip = refit_clip(data, mime_type, max_bytes)
+        how = f" at {clip.bitrate // 1000} kb/s" if clip.bitrate else f", {clip.frames} frames" if clip.format == "gif" else ""
+        return shrunk, mime_type, f"re-encoded as {clip.size[0]}x{clip.size[1]}{how} to fit the upload limit"
+    rgb = Image.open(io.BytesIO(data)).convert("RGB")
+    quality, scale = 90, 1.0
+    while True:
+        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        out = io.BytesIO()
+        rgb.resize(size, Image.LANCZOS).save(out, "JPEG", quality=quality, optimize=True)
+        if out.tell() <= max_bytes or size[0] <= 64:
+            return out.getvalue(), "image/jpeg", f"re-encoded as {size[0]}x{size[1]} JPEG to fit the upload limit"
+        if quality > 60:
+            quality -= 15
+        else:
+            scale *= 0.75

@@ -20,10 +20,11 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from .errors import InvalidVideo, VideoTooLarge
+from .images import animated_image, container_format, is_container
 
-__all__ = ["ClipLimits", "DEFAULT_CLIP_LIMITS", "ClipInfo", "DecodedClip", "is_clip", "probe_clip", "decode_clip", "work_size", "decoder_errors", "open_container"]
+__all__ = ["ClipLimits", "DEFAULT_CLIP_LIMITS", "ClipInfo", "DecodedClip", "probe_clip", "decode_clip", "work_size", "decoder_errors",
+           "open_container"]
 
-_ANIMATED_FORMATS = ("GIF", "WEBP")
 _GIF_DEFAULT_MS = 100  # browsers show a GIF frame without a duration for about this long
 
 
@@ -63,46 +64,9 @@ class DecodedClip:
     frames: list[np.ndarray]  # each (H, W, 3) uint8 RGB, fitted by `work_size`
 
 
-def _container_format(data: bytes) -> str | None:
-    """FFmpeg's demuxer for `data` by its signature: ISO media (MP4, MOV), Matroska/WebM or AVI; else None.
-
-    The demuxer is named, never guessed by FFmpeg: guessing would also accept playlists and other
-    formats that make FFmpeg open further files or URLs named inside a hostile upload.
-    """
-    head = data[:16]
-    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
-        return "mov"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "matroska"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "avi"
-    return None
-
-
-def _is_container(data: bytes) -> bool:
-    return _container_format(data) is not None
-
-
 def open_container(data: bytes) -> av.container.InputContainer:
-    """PyAV's reader of a clip in a container (see `_container_format` for why the demuxer is named)."""
-    return av.open(io.BytesIO(data), mode="r", format=_container_format(data), metadata_errors="ignore")
-
-
-def _animated_image(data: bytes) -> Image.Image | None:
-    """The Pillow image when `data` is an animated GIF or WebP, else None (a still or no image at all)."""
-    try:
-        img = Image.open(io.BytesIO(data))
-        return img if img.format in _ANIMATED_FORMATS and getattr(img, "is_animated", False) else None
-    except Exception:  # noqa: BLE001 - anything Pillow cannot open is not an animated image
-        return None
-
-
-def is_clip(data: bytes) -> bool:
-    """Whether `data` is a clip (by content, never by file name): a video container or an animated GIF/WebP.
-
-    A damaged file that starts like a video container counts as a clip, so its error speaks of a video.
-    """
-    return _is_container(data) or _animated_image(data) is not None
+    """PyAV's reader of a clip in a container (see `core.images.container_format` for why the demuxer is named)."""
+    return av.open(io.BytesIO(data), mode="r", format=container_format(data), metadata_errors="ignore")
 
 
 @contextmanager
@@ -207,10 +171,10 @@ def probe_clip(data: bytes, *, limits: ClipLimits = DEFAULT_CLIP_LIMITS) -> Clip
     if not data:
         raise InvalidVideo("the file is empty")
     with decoder_errors():
-        animation = _animated_image(data)
+        animation = animated_image(data)
         if animation is not None:
             return _check(_probe_animation(animation, data, limits), limits)
-        if not _is_container(data):
+        if not is_container(data):
             raise InvalidVideo("the file is not a video (MP4, WebM or MOV) nor an animated GIF or WebP")
         return _check(_probe_container(data), limits)
 

@@ -1,35 +1,37 @@
-"""Job prices: how much work a job is, and how long that work takes on a device.
+"""Job prices: how much work a job is (`JobCost`), and how long that work takes on a device.
 
-`job_cost` works a job's `JobCost` out from its params and its photo's size alone (no weights are
-loaded, no pixel is decoded): it counts the network passes the way core/dream.py and
-core/render.py will run them (octaves, tiles with their margins, frames, render crops) and takes
-the GFLOP of each from the registry's per-layer counts (`ModelEntry.gflops_per_megapixel`).
-`seconds` turns a cost into time with a device's `Rates`:
+The work is counted from a job's params and its photo's size alone. No weights are loaded and no
+pixel is decoded: `job_cost` counts the network passes the way core/dream.py and core/render.py
+will run them (octaves, tiles with their margins, frames, render crops) and takes the GFLOP of
+each from the registry's per-layer counts (`ModelEntry.gflops_per_megapixel`).
+
+The seconds come from each kind of device's `Rates`:
 
     seconds = overhead_seconds
               + network / gflops_per_second + passes * seconds_per_pass   (the dream or render stage)
               + pixels / megapixels_per_second                            (decode and encode)
 
-`RateMeter` starts from `DEFAULT_RATES` and learns each rate from finished jobs' stage timings.
-The model is calibrated by benchmarks/cost_check.py, which prints its errors on real jobs.
+`RateMeter` starts from `DEFAULT_RATES` and moves each rate toward what finished jobs' stage
+timings measured. benchmarks/cost_check.py calibrates both halves and prints their errors on real jobs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Mapping
 
 from .clip_encoding import auto_tries_webp
 from .clips import work_size
-from .video import CoherenceSettings, refresh_settings
-from .zoom import crossfade_frames
-from .dream import TILE_MARGIN, DreamSettings, _patch_bounds, _tile_edges, octave_sizes
+from .dream import TILE_MARGIN, DreamSettings, octave_sizes, patch_bounds, tile_edges
+from .jobs import JobCost, Rates
 from .models.registry import ModelEntry, get_entry, resolve_layers
 from .params import DreamParams, VideoParams, VisualizeParams, ZoomParams, fields_for
 from .render import NaturalRenderSettings
+from .video import CoherenceSettings, refresh_settings
+from .zoom import crossfade_frames
 
-__all__ = ["JobCost", "Rates", "DEFAULT_RATES", "BACKWARD_RATIO", "job_cost", "seconds", "work_share", "RateMeter"]
+__all__ = ["BACKWARD_RATIO", "job_cost", "DEFAULT_RATES", "seconds", "work_share", "RateMeter"]
 
 # A gradient pass is a forward pass (recording the graph) plus a backward pass to the input only:
 # the weights are frozen, so no weight gradients are computed and the backward costs about one
@@ -51,7 +53,7 @@ DECODE_WEIGHT = 0.18  # decode a PNG/JPEG and LANCZOS-fit it to max_side, per so
 GIF_WEIGHT = 0.25
 GIF_PALETTE_WEIGHT = 1.4  # per try
 WEBP_WEIGHT = 0.7
-# One bicubic zoom of an image between a dream's iterations (core.deeper), per megapixel.
+# One bicubic zoom of an image between a dream's iterations (core.dream.dream_deeper), per megapixel.
 WARP_WEIGHT = 0.4
 RESIZE_WEIGHT = 0.07  # LANCZOS shrink of frames that overshoot the byte budget, per source megapixel
 # Bytes per pixel of each try that `encode_clip` makes, for dreamt frames (measured on zooms from
@@ -82,72 +84,6 @@ NATURAL_IMAGE_GFLOP_PER_MEGAPIXEL = 3.75
 # A natural render step has none of the vivid step's five transforms: its small operations weigh
 # about one pass, not three (fitted to the same runs).
 NATURAL_STEP_PASSES = 1
-
-
-@dataclass(frozen=True)
-class JobCost:
-    """The work in one job, independent of the device it runs on.
-
-    Per-step image arithmetic (roll, normalise, step, octave resizes, a zoom's frame warp, a
-    render's Fourier image and transforms) is not in `pixels`: it runs in the same timed stage as
-    the passes and grows with the same pixel-steps, so the network rate absorbs it, and keeping
-    `pixels` to decoding and encoding lets `RateMeter` learn each rate from its own stage.
-    Not counted: a guided dream's one forward pass over its guide (at most 512 px, no backward).
-    """
-
-    network: float  # GFLOP through the network: forward + backward over every step, octave, tile (with margins), frame and render crop
-    passes: int  # network passes (steps x tiles x octaves x frames; render steps count RENDER_STEP_PASSES); each has a fixed cost
-    decode: float  # PNG-encode-equivalent megapixels of decoding and fitting the input photo
-    encode: float  # PNG-encode-equivalent megapixels of encoding the output (an animation: budget retries included)
-
-    @property
-    def pixels(self) -> float:
-        """All image handling outside the network loop, in PNG-encode-equivalent megapixels."""
-        return self.decode + self.encode
-
-
-@dataclass(frozen=True)
-class Rates:
-    """How fast one kind of device does each kind of work."""
-
-    gflops_per_second: float  # network work, forward + backward
-    seconds_per_pass: float  # fixed cost of one pass whatever its size: Python and kernel launches
-    megapixels_per_second: float  # decoding and encoding (PNG-encode-equivalent megapixels)
-    overhead_seconds: float  # per job: building the objective, classification, result metadata
-
-
-DEFAULT_RATES: dict[str, Rates] = {
-    # Fitted on a 2-core x86 CPU (torch using both threads) to 15 dreams, renders and zooms of
-    # 96-1536 px on efficientnet-lite0, each the fastest of 3 runs; benchmarks/cost_check.py reports
-    # the errors on 9 other jobs.
-    "cpu": Rates(gflops_per_second=61.0, seconds_per_pass=0.0038, megapixels_per_second=6.0, overhead_seconds=0.01),
-    # A GUESS, not a measurement: an H200-class GPU runs these convnets roughly 100-300x faster than
-    # a 2-core CPU; the low end keeps early prices on the safe (long) side. A pass is bound by its
-    # few hundred kernel launches (CUDA graphs cut that), and decoding and encoding stay on one CPU
-    # core. Replace with measured values once benchmarks/cost_check.py has run on the GPU;
-    # RateMeter corrects it from the first finished jobs either way.
-    "cuda": Rates(gflops_per_second=6000.0, seconds_per_pass=0.004, megapixels_per_second=6.0, overhead_seconds=0.05),
-}
-
-
-def seconds(cost: JobCost, rates: Rates) -> float:
-    """Predicted wall seconds of a job of `cost` on a device with `rates`."""
-    return rates.overhead_seconds + _compute_seconds(cost, rates) + cost.pixels / rates.megapixels_per_second
-
-
-def _compute_seconds(cost: JobCost, rates: Rates) -> float:
-    return cost.network / rates.gflops_per_second + cost.passes * rates.seconds_per_pass
-
-
-def work_share(cost: JobCost, rates: Rates | None = None) -> float:
-    """The share of the job's predicted time that comes before encoding (progress spans use it).
-
-    rates: the device's rates; the CPU defaults when None (the share varies little between devices
-    for jobs long enough to watch).
-    """
-    rates = rates if rates is not None else DEFAULT_RATES["cpu"]
-    total = seconds(cost, rates)
-    return min(0.995, max(0.05, 1.0 - cost.encode / rates.megapixels_per_second / total))
 
 
 # -- counting --------------------------------------------------------------------------------------
@@ -197,12 +133,12 @@ def _dream_work(height: int, width: int, settings: DreamSettings, stride: int) -
     """
     megapixels, passes = 0.0, 0
     for h, w in octave_sizes(height, width, settings.octaves, settings.octave_scale):
-        rows, cols = _tile_edges(h, settings.tile), _tile_edges(w, settings.tile)
+        rows, cols = tile_edges(h, settings.tile), tile_edges(w, settings.tile)
         if len(rows) == 1 and len(cols) == 1:
             area = h * w
         else:
-            tall = sum(hi - lo for lo, hi in (_patch_bounds(y0, y1, h, TILE_MARGIN, stride) for y0, y1 in rows))
-            wide = sum(hi - lo for lo, hi in (_patch_bounds(x0, x1, w, TILE_MARGIN, stride) for x0, x1 in cols))
+            tall = sum(hi - lo for lo, hi in (patch_bounds(y0, y1, h, TILE_MARGIN, stride) for y0, y1 in rows))
+            wide = sum(hi - lo for lo, hi in (patch_bounds(x0, x1, w, TILE_MARGIN, stride) for x0, x1 in cols))
             area = tall * wide  # every (row, column) pair is one patch
         megapixels += settings.steps * area / 1e6
         passes += settings.steps * len(rows) * len(cols)
@@ -213,7 +149,7 @@ def _dream_cost(entry: ModelEntry, p: DreamParams, image_size: tuple[int, int]) 
     width, height = _fitted(image_size, p.max_side)
     megapixels, passes = _dream_work(height, width, fields_for(DreamSettings, p), entry.stride)
     gflops = entry.gflops_per_megapixel[_deepest(entry, p.layer)]
-    # Each of the iterations is a whole dream; the zooms between them are timed with decoding (core/deeper.py).
+    # Each of the iterations is a whole dream; the zooms between them are timed with decoding (core.dream.dream_deeper).
     warps = WARP_WEIGHT * (p.iterations - 1) * width * height / 1e6
     # A dream toward a class (its layer is then the logits) classifies its result: one forward, no backward.
     seeing = gflops * width * height / 1e6 if p.target else 0.0
@@ -319,7 +255,41 @@ def _clip_encoding(fmt: str, frames: int, width: int, height: int, max_bytes: in
             return total
 
 
-# -- learning the rates ----------------------------------------------------------------------------
+# -- how long work takes ------------------------------------------------------------------------
+
+DEFAULT_RATES: dict[str, Rates] = {
+    # Fitted on a 2-core x86 CPU (torch using both threads) to 15 dreams, renders and zooms of
+    # 96-1536 px on efficientnet-lite0, each the fastest of 3 runs; benchmarks/cost_check.py reports
+    # the errors on 9 other jobs.
+    "cpu": Rates(gflops_per_second=61.0, seconds_per_pass=0.0038, megapixels_per_second=6.0, overhead_seconds=0.01),
+    # A GUESS, not a measurement: an H200-class GPU runs these convnets roughly 100-300x faster than
+    # a 2-core CPU; the low end keeps early prices on the safe (long) side. A pass is bound by its
+    # few hundred kernel launches (CUDA graphs cut that), and decoding and encoding stay on one CPU
+    # core. Replace with measured values once benchmarks/cost_check.py has run on the GPU;
+    # RateMeter corrects it from the first finished jobs either way.
+    "cuda": Rates(gflops_per_second=6000.0, seconds_per_pass=0.004, megapixels_per_second=6.0, overhead_seconds=0.05),
+}
+
+
+def seconds(cost: JobCost, rates: Rates) -> float:
+    """Predicted wall seconds of a job of `cost` on a device with `rates`."""
+    return rates.overhead_seconds + _compute_seconds(cost, rates) + cost.pixels / rates.megapixels_per_second
+
+
+def _compute_seconds(cost: JobCost, rates: Rates) -> float:
+    return cost.network / rates.gflops_per_second + cost.passes * rates.seconds_per_pass
+
+
+def work_share(cost: JobCost, rates: Rates | None = None) -> float:
+    """The share of the job's predicted time that comes before encoding (progress spans use it).
+
+    rates: the device's rates; the CPU defaults when None (the share varies little between devices
+    for jobs long enough to watch).
+    """
+    rates = rates if rates is not None else DEFAULT_RATES["cpu"]
+    total = seconds(cost, rates)
+    return min(0.995, max(0.05, 1.0 - cost.encode / rates.megapixels_per_second / total))
+
 
 _COMPUTE_STAGES = ("dream", "render")  # the runner's stage that runs the passes, by kind
 _PIXEL_STAGES = ("decode", "encode")

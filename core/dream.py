@@ -1,4 +1,6 @@
-"""Layer amplification: the octave pyramid, random-roll jitter, normalised gradient steps and tiling.
+"""Layer amplification: the octave pyramid, random-roll jitter, normalised gradient steps and tiling;
+and going deeper, the 2015 post's feedback loop: dream on the dream, zooming in a little between
+passes, so faint patterns grow into objects ("whatever you see there, I want more of it").
 
 Speed: `dream_batch` dreams several same-sized images with one forward pass per step; the gradient
 can run under bf16 autocast (`precision`), and on CUDA each gradient pass can be captured once per
@@ -8,21 +10,26 @@ image shape as a CUDA graph and replayed (`StepGraphs`). `benchmarks/` measures 
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .errors import JobCancelled
-from .jobs import CancelCheck, ProgressCallback, ProgressEvent
-from .models.network import TappedNetwork
+from .images import zoom_step
+from .jobs import CancelCheck, ProgressCallback, ProgressEvent, Span
+from .models.registry import TappedNetwork
 from .objectives import Objective
+from .params import DreamParams
 from .parameterization import COLOR_SQRT_COVARIANCE, frequencies  # photos' colour statistics and the Fourier grid, shared with renders
-from .progress import Span
 
-__all__ = ["DreamSettings", "PRECISIONS", "StepGraphs", "dream", "dream_batch", "natural_step", "tiled_gradient", "octave_sizes"]
+__all__ = [
+    "DreamSettings", "PRECISIONS", "StepGraphs", "dream", "dream_batch", "dream_deeper", "ITERATION_ZOOM", "natural_step",
+    "tiled_gradient", "octave_sizes", "tile_edges", "patch_bounds",
+]
 
 BASE_STEP = 1.5 / 255  # the original's step of 1.5 on a 0-255 scale
 TILE_MARGIN = 64  # context around each tile, about the receptive field that matters at mid layers
@@ -32,14 +39,17 @@ GradientFn = Callable[[torch.Tensor], torch.Tensor]  # images (B, 3, H, W) -> d 
 Capture = Callable[[GradientFn, torch.Tensor], GradientFn]  # (function, example input) -> replayable function
 
 
+_PHOTO = DreamParams()  # the engine's defaults are a photo dream's: core.params holds them, once
+
+
 @dataclass(frozen=True)
 class DreamSettings:
-    steps: int = 10
-    octaves: int = 4
-    octave_scale: float = 1.4
-    strength: float = 1.0
-    tile: int = 512
-    jitter: int = 32
+    steps: int = _PHOTO.steps
+    octaves: int = _PHOTO.octaves
+    octave_scale: float = _PHOTO.octave_scale
+    strength: float = _PHOTO.strength
+    tile: int = _PHOTO.tile
+    jitter: int = _PHOTO.jitter
     # Step shaping, off for layer dreams. smoothing: each step's gradient is reweighted by
     # 1/frequency**smoothing and by the colour covariance of photos (`natural_step`), as if the
     # image were optimised in a decorrelated Fourier parameterisation. pull: the share of the change
@@ -67,14 +77,14 @@ def natural_step(grad: torch.Tensor, smoothing: float) -> torch.Tensor:
     return torch.einsum("bchw,dc->bdhw", smooth, covariance.to(smooth)).to(grad.dtype)
 
 
-def _tile_edges(length: int, tile: int) -> list[tuple[int, int]]:
+def tile_edges(length: int, tile: int) -> list[tuple[int, int]]:
     """Split [0, length) into near-equal pieces no longer than `tile` (no sliver at the end)."""
     count = max(1, math.ceil(length / tile))
     bounds = [round(i * length / count) for i in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def _patch_bounds(start: int, end: int, length: int, margin: int, align: int) -> tuple[int, int]:
+def patch_bounds(start: int, end: int, length: int, margin: int, align: int) -> tuple[int, int]:
     """The slice [lo, hi) of one axis that a tile [start, end) is run with.
 
     lo is a multiple of `align` (the network's total stride) and hi - lo is congruent to `length`
@@ -120,7 +130,7 @@ def tiled_gradient(
     out: a tensor like `image` to write the gradient into when there is more than one tile.
     """
     height, width = image.shape[2], image.shape[3]
-    rows, cols = _tile_edges(height, tile), _tile_edges(width, tile)
+    rows, cols = tile_edges(height, tile), tile_edges(width, tile)
     if len(rows) == 1 and len(cols) == 1:
         return _patch_gradient(net, objective, image, precision)
     align = net.stride
@@ -129,9 +139,9 @@ def tiled_gradient(
     assert out.shape == image.shape and out.dtype == image.dtype, "tiled_gradient's out must be like the image"
     grad = out
     for y0, y1 in rows:
-        top, bottom = _patch_bounds(y0, y1, height, margin, align)
+        top, bottom = patch_bounds(y0, y1, height, margin, align)
         for x0, x1 in cols:
-            left, right = _patch_bounds(x0, x1, width, margin, align)
+            left, right = patch_bounds(x0, x1, width, margin, align)
             patch_grad = _patch_gradient(net, objective, image[:, :, top:bottom, left:right], precision)
             grad[:, :, y0:y1, x0:x1] = patch_grad[:, :, y0 - top : y1 - top, x0 - left : x1 - left]
     return grad
@@ -355,3 +365,52 @@ def _draw_shift(jitter: int, generator: torch.Generator) -> tuple[int, int]:
         return 0, 0
     dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist()
     return dy, dx
+
+
+# -- going deeper: passes of the dream on its own output ---------------------------------------------
+
+# Enlargement of the centre between passes: the post's zoom dreams use about this per frame; over
+# the most passes a dream allows (8) the view narrows to 1/1.05^7 = 71% of the photo's width.
+ITERATION_ZOOM = 1.05
+
+
+def dream_deeper(
+    net: TappedNetwork,
+    objective: Objective,
+    images: Sequence[torch.Tensor],
+    settings: DreamSettings,
+    generators: Sequence[torch.Generator],
+    *,
+    iterations: int,
+    zoom: float = ITERATION_ZOOM,
+    progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+    span: Span = Span(),
+    timings: dict[str, float] | None = None,
+    **dream_options: Any,
+) -> list[torch.Tensor]:
+    """`dream_batch` run `iterations` times, each pass on the previous one's output zoomed by `zoom`.
+
+    images, generators: as `dream_batch` takes them (one (1, 3, H, W) image in [0, 1] and one
+    generator per dream); each generator is drawn from pass after pass, so a batch equals separate
+    calls. Each pass fills an equal part of `span`; cancelling stops within a pass or between two.
+    timings: if given, gets "zoom", the seconds spent warping between passes (pixel work, which
+    the cost model prices apart from the network's). dream_options: passed on to `dream_batch`
+    (precision, graphs, graph_key...). Returns one image per input, in order.
+    """
+    assert iterations >= 1, "a dream makes at least one pass"
+    current = list(images)
+    warping = 0.0
+    for index in range(iterations):
+        if index:
+            if should_cancel is not None and should_cancel():
+                raise JobCancelled("the job was cancelled")
+            started = time.perf_counter()
+            current = [zoom_step(image, zoom) for image in current]
+            warping += time.perf_counter() - started
+        prefix = f"pass {index + 1}/{iterations} " if iterations > 1 else ""
+        current = dream_batch(net, objective, current, settings, generators, progress=progress, should_cancel=should_cancel,
+                              stage_prefix=prefix, span=span.part(index, iterations), **dream_options)
+    if timings is not None:
+        timings["zoom"] = timings.get("zoom", 0.0) + warping
+    return current

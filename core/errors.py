@@ -2,6 +2,7 @@
 
     DreamError                  base class; str(error) is a complete sentence for the user
     ├── InvalidImage            missing, empty, truncated or not an image at all
+    │   ├── MissingImage        a kind that needs an input (a dream's photo) was given none
     │   ├── ImageTooLarge       header declares more pixels than allowed (refused before decoding)
     │   └── InvalidVideo        a clip that is damaged, truncated or has no video track
     │       └── VideoTooLarge   container says too long, too many frames or pixels (refused before decoding)
@@ -21,6 +22,7 @@ __all__ = [
     "QUOTE_LENGTH",
     "DreamError",
     "InvalidImage",
+    "MissingImage",
     "ImageTooLarge",
     "InvalidVideo",
     "VideoTooLarge",
@@ -53,6 +55,10 @@ class DreamError(Exception):
 
 class InvalidImage(DreamError):
     pass
+
+
+class MissingImage(InvalidImage):
+    """A job without the input its kind needs; fronts may say how to give one in their own words."""
 
 
 class ImageTooLarge(InvalidImage):

@@ -1,13 +1,16 @@
-"""Safe image decoding and encoding, and the conversions between PIL images and tensors.
+"""What an input is (a photo or a clip, by its bytes), safe image decoding and encoding, and the
+conversions between PIL images and tensors.
 
 Decoding reads the header first and refuses images that declare too many pixels before a single
 pixel is decoded (decompression bombs), applies EXIF orientation, and turns every mode (palette,
-greyscale, 16-bit, CMYK, alpha) into 8-bit RGB plus an optional alpha mask.
+greyscale, 16-bit, CMYK, alpha) into 8-bit RGB plus an optional alpha mask. Clips themselves are
+probed and decoded by core.clips.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageTooLarge, InvalidImage
@@ -24,7 +28,10 @@ __all__ = [
     "DecodedImage",
     "decode_image",
     "probe_image",
-    "load_image_file",
+    "container_format",
+    "animated_image",
+    "is_clip",
+    "zoom_step",
     "fit_longest_side",
     "to_tensor",
     "to_pil",
@@ -33,6 +40,50 @@ __all__ = [
 
 DEFAULT_MAX_PIXELS = 50_000_000  # about 7000 x 7000
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "MPO")
+ANIMATED_FORMATS = ("GIF", "WEBP")  # Pillow's formats that hold a clip when they hold several frames
+
+
+# -- what a file is -----------------------------------------------------------------------------------
+
+
+def container_format(data: bytes) -> str | None:
+    """FFmpeg's demuxer for `data` by its signature: ISO media (MP4, MOV), Matroska/WebM or AVI; else None.
+
+    The demuxer is named, never guessed by FFmpeg: guessing would also accept playlists and other
+    formats that make FFmpeg open further files or URLs named inside a hostile upload.
+    """
+    head = data[:16]
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+def is_container(data: bytes) -> bool:
+    return container_format(data) is not None
+
+
+def animated_image(data: bytes) -> Image.Image | None:
+    """The Pillow image when `data` is an animated GIF or WebP, else None (a still or no image at all)."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        return img if img.format in ANIMATED_FORMATS and getattr(img, "is_animated", False) else None
+    except Exception:  # noqa: BLE001 - anything Pillow cannot open is not an animated image
+        return None
+
+
+def is_clip(data: bytes) -> bool:
+    """Whether `data` is a clip (by content, never by file name): a video container or an animated GIF/WebP.
+
+    A damaged file that starts like a video container counts as a clip, so its error speaks of a video.
+    """
+    return is_container(data) or animated_image(data) is not None
+
+
+# -- photos -------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -122,22 +173,6 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         return DecodedImage(rgb=rgb, alpha=alpha, source_format=source_format)
 
 
-def load_image_file(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise InvalidImage(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise InvalidImage(f"{path} is a folder, not an image") from None
-    except OSError as exc:
-        raise InvalidImage(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        return decode_image(data, max_pixels=max_pixels)
-    except InvalidImage as exc:
-        raise type(exc)(f"{path}: {exc}") from None
-
-
 def fit_longest_side(img: Image.Image, max_side: int) -> Image.Image:
     """Shrink (never enlarge) so the longest side is at most `max_side`, keeping the aspect."""
     width, height = img.size
@@ -175,3 +210,14 @@ def encode_image(img: Image.Image, fmt: str = "PNG", *, alpha: Image.Image | Non
     else:
         raise ValueError(f"cannot encode {fmt}")
     return out.getvalue(), {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}[fmt]
+
+
+def zoom_step(image: torch.Tensor, zoom: float, degrees: float = 0.0) -> torch.Tensor:
+    """Enlarge the centre of `image` by `zoom` (and rotate it), keeping the size."""
+    if zoom == 1.0 and degrees == 0.0:
+        return image
+    angle = math.radians(degrees)
+    cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
+    theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=image.dtype, device=image.device)
+    grid = F.affine_grid(theta[None], list(image.shape), align_corners=False)
+    return F.grid_sample(image, grid, mode="bicubic", padding_mode="reflection", align_corners=False).clamp(0, 1)

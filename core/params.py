@@ -16,7 +16,7 @@ from .errors import InvalidParameter, quoted
 
 __all__ = [
     "DreamParams", "TARGET_DREAM_DEFAULTS", "VisualizeParams", "ZoomParams", "VideoParams", "JobParams", "PARAMS_BY_KIND",
-    "validate_params", "param_help", "as_dict", "params_from_dict", "fields_for",
+    "validate_params", "param_help", "as_dict", "params_from_dict", "fields_for", "option_name", "on_or_off", "MOST_CHANNELS",
 ]
 
 
@@ -26,7 +26,24 @@ def _spec(default: Any, lo: float | None = None, hi: float | None = None, help: 
     return field(default=default, metadata={"lo": lo, "hi": hi, "help": help, "choices": choices, "most": most})
 
 
+_ON, _OFF = ("on", "yes", "true", "1"), ("off", "no", "false", "0")
+
+
+def on_or_off(text: str) -> bool | None:
+    """True for on, yes, true or 1; False for off, no, false or 0 (any case); None for other words.
+    Every switch reads this way: job options, server settings, command-line flags."""
+    word = text.strip().lower()
+    return True if word in _ON else False if word in _OFF else None
+
+
 MOST_CHANNELS = 16  # channels one dream may amplify together (a longer list would not fit a reply's command line)
+
+
+# A dream with a target (core.spec.resolve_names fills these in for the options a user did not give):
+# the class scores see the photo at about the network's training scale (224 px) rather than as
+# tiles of a large photo, each classified alone, and stronger steps make the class show, not just
+# flip the network's answer.
+TARGET_DREAM_DEFAULTS: dict[str, Any] = {"max_side": 512, "strength": 2.0}
 
 
 @dataclass(frozen=True)
@@ -41,20 +58,25 @@ class DreamParams:
     max_side: int = _spec(2048, 64, 4096, "output's longest side in pixels")
     tile: int = _spec(512, 128, 2048, "tile size in pixels; larger images are dreamt tile by tile")
     jitter: int = _spec(32, 0, 128, "random roll in pixels before each step")
-    target: str = _spec("", help="ImageNet class to make emerge in the photo (see `classes`); empty: amplify the layer")
+    target: str = _spec("", help="ImageNet class to make emerge in the photo (see `classes`); then max_side defaults to "
+                        f"{TARGET_DREAM_DEFAULTS['max_side']} and strength to {TARGET_DREAM_DEFAULTS['strength']:g}")
     iterations: int = _spec(1, 1, 8, "dream on the dream this many times, zooming in a little between passes")
 
 
-# A dream with a target (core.spec.resolve_names fills these in for the options a user did not give):
-# the class scores see the photo at about the network's training scale (224 px) rather than as
-# tiles of a large photo, each classified alone, and stronger steps make the class show, not just
-# flip the network's answer.
-TARGET_DREAM_DEFAULTS: dict[str, Any] = {"max_side": 512, "strength": 2.0}
+
+
+
+def _as_in_dream(name: str, default: Any = dataclasses.MISSING, help: str = "") -> Any:
+    """The photo dream's option `name`, with its range and choices, for another kind: the same
+    option means the same there, perhaps with another default or help line."""
+    dream_field = DreamParams.__dataclass_fields__[name]
+    metadata = dict(dream_field.metadata, **({"help": help} if help else {}))
+    return field(default=dream_field.default if default is dataclasses.MISSING else default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class VisualizeParams:
-    model: str = _spec("efficientnet-lite0", help="network name (see `models`)")
+    model: str = _as_in_dream("model")
     target: str = _spec("banana", help="ImageNet class name or index (see `classes`)")
     style: str = _spec("natural", help="natural (photo-like colours and spectrum) or vivid (saturated, detailed)", choices=("natural", "vivid"))
     size: int = _spec(224, 64, 1024, "side of the square render in pixels")
@@ -65,15 +87,15 @@ class VisualizeParams:
 
 @dataclass(frozen=True)
 class ZoomParams:
-    model: str = _spec("efficientnet-lite0", help="network name (see `models`)")
-    layer: str = _spec("mid", help="preset (shallow, mid, deep) or layer name(s)")
+    model: str = _as_in_dream("model")
+    layer: str = _as_in_dream("layer")
     frames: int = _spec(24, 1, 240, "number of frames in the animation")
     zoom: float = _spec(1.05, 1.0, 1.5, "zoom factor per frame")
     rotate: float = _spec(0.0, -15.0, 15.0, "rotation in degrees per frame")
     size: int = _spec(320, 64, 1024, "longest side of the frames in pixels")
     steps: int = _spec(5, 1, 50, "gradient steps per octave for each frame")
     octaves: int = _spec(2, 1, 6, "pyramid levels for each frame")
-    strength: float = _spec(1.0, 0.05, 10.0, "step size multiplier")
+    strength: float = _as_in_dream("strength")
     frame_ms: int = _spec(80, 20, 1000, "display time of each frame in milliseconds")
     max_bytes: int = _spec(10 * 1024 * 1024, 64 * 1024, 500 * 1024 * 1024, "byte budget of the animation")
     loop: str = _spec("plain", help="plain, or seamless (the last frame leads back into the first)", choices=("plain", "seamless"))
@@ -86,16 +108,16 @@ class VideoParams:
     smaller defaults, as every frame is dreamt. A clip takes every option of a photo's dream but
     `target` and `iterations`, which core.spec refuses with one line ("for photos only")."""
 
-    model: str = _spec("efficientnet-lite0", help="network name (see `models`)")
-    layer: str = _spec("mid", help="preset (shallow, mid, deep) or layer name(s), comma-separated")
-    channel: tuple[int, ...] = _spec((), help="channel index(es) in the layer, comma-separated", most=MOST_CHANNELS)
-    strength: float = _spec(1.5, 0.05, 10.0, "step size multiplier")
-    steps: int = _spec(6, 1, 100, "gradient steps per octave on the first frame (a third of them on later frames)")
-    octaves: int = _spec(3, 1, 8, "pyramid levels of the first frame (later frames carry its detail)")
-    octave_scale: float = _spec(1.4, 1.1, 2.0, "size ratio between octaves")
-    max_side: int = _spec(320, 64, 4096, "frames' longest side in pixels")
-    tile: int = _spec(512, 128, 2048, "tile size in pixels; larger frames are dreamt tile by tile")
-    jitter: int = _spec(16, 0, 128, "random roll in pixels before each step")
+    model: str = _as_in_dream("model")
+    layer: str = _as_in_dream("layer")
+    channel: tuple[int, ...] = _as_in_dream("channel")
+    strength: float = _as_in_dream("strength", 1.5)
+    steps: int = _as_in_dream("steps", 6, "gradient steps per octave on the first frame (a third of them on later frames)")
+    octaves: int = _as_in_dream("octaves", 3, "pyramid levels of the first frame (later frames carry its detail)")
+    octave_scale: float = _as_in_dream("octave_scale")
+    max_side: int = _as_in_dream("max_side", 320, "frames' longest side in pixels")
+    tile: int = _as_in_dream("tile", help="tile size in pixels; larger frames are dreamt tile by tile")
+    jitter: int = _as_in_dream("jitter", 16)
     blend: float = _spec(0.8, 0.0, 0.95, "share of the previous frame's dream each frame starts from (0: each frame alone)")
     flow: bool = _spec(True, help="carry the dream along the motion (optical flow); off: blend it in place")
     format: str = _spec("mp4", help="output: mp4 (with the sound), gif or webp", choices=("mp4", "gif", "webp"))
@@ -110,11 +132,10 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
     try:
         if kind is bool:
             if isinstance(raw, str):
-                if raw.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if raw.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(raw)
+                switch = on_or_off(raw)
+                if switch is None:
+                    raise ValueError(raw)
+                return switch
             return bool(raw)
         if kind is int:
             if isinstance(raw, float) and not raw.is_integer():
@@ -134,6 +155,11 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
         raise InvalidParameter(f"{name} must be {expected}, got {quoted(raw)}") from None
 
 
+def option_name(text: str) -> str:
+    """An option's name as every front reads it: "Max-Side" and "max_side" are the same option."""
+    return text.replace("-", "_").lower()
+
+
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -147,7 +173,7 @@ def validate_params(kind: str, raw: dict[str, Any] | None = None):
     known = {f.name: f for f in fields(cls)}
     values: dict[str, Any] = {}
     for key, value in (raw or {}).items():
-        name = key.replace("-", "_").lower()
+        name = option_name(key)
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else f"; expected one of {', '.join(known)}"

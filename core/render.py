@@ -7,21 +7,24 @@ from dataclasses import dataclass
 import torch
 
 from .errors import JobCancelled
-from .jobs import CancelCheck, ProgressCallback, ProgressEvent
-from .models.network import TappedNetwork
+from .jobs import CancelCheck, ProgressCallback, ProgressEvent, Span
+from .models.registry import TappedNetwork
 from .objectives import Objective
-from .progress import Span
+from .params import VisualizeParams
 from .parameterization import fourier_image, phase_image
 from .transforms import compose, random_crops, standard_transforms
 
 __all__ = ["RenderSettings", "NaturalRenderSettings", "render", "render_natural", "classify"]
 
 
+_VISUALIZE = VisualizeParams()  # the engine's defaults are a render's: core.params holds them, once
+
+
 @dataclass(frozen=True)
 class RenderSettings:
-    size: int = 224
-    steps: int = 256
-    lr: float = 0.05
+    size: int = _VISUALIZE.size
+    steps: int = _VISUALIZE.steps
+    lr: float = _VISUALIZE.lr
     batch: int = 1  # transformed copies per step
     decay_power: float = 1.5  # higher: smoother images (stronger natural-image prior)
 
@@ -62,9 +65,9 @@ def render(
 
 @dataclass(frozen=True)
 class NaturalRenderSettings:
-    size: int = 224
-    steps: int = 256
-    lr: float = 0.05  # scaled by PHASE_LR_SCALE: phases are radians
+    size: int = _VISUALIZE.size
+    steps: int = _VISUALIZE.steps
+    lr: float = _VISUALIZE.lr  # scaled by PHASE_LR_SCALE: phases are radians
     crops: int = 2  # random crops per step, one batched forward pass
     min_crop: float = 0.6  # crop sides, as a share of the render's side
     max_crop: float = 1.0

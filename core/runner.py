@@ -19,19 +19,16 @@ from PIL import Image
 
 from .clip_encoding import encode_clip
 from .clips import DEFAULT_CLIP_LIMITS, ClipLimits, decode_clip
-from .device import resolve_device
 from .cost import work_share
-from .deeper import dream_deeper
-from .dream import PRECISIONS, DreamSettings, StepGraphs
+from .device import resolve_device
+from .dream import PRECISIONS, DreamSettings, StepGraphs, dream_deeper
 from .errors import InvalidParameter, JobCancelled
 from .images import DEFAULT_MAX_PIXELS, DecodedImage, decode_image, encode_image, fit_longest_side, to_pil, to_tensor
-from .jobs import CancelCheck, JobResult, JobSpec, ProgressCallback, ProgressEvent
+from .jobs import CancelCheck, JobResult, JobSpec, ProgressCallback, ProgressEvent, Span, monotonic, report_stage
 from .models.classes import imagenet_classes, resolve_class
-from .models.network import TappedNetwork
-from .models.registry import get_entry, load_network, resolve_layers
+from .models.registry import TappedNetwork, get_entry, load_network, resolve_layers
 from .objectives import Objective, channel_objective, class_logit_objective, guide_objective, layer_objective
 from .params import DreamParams, VideoParams, VisualizeParams, ZoomParams, as_dict, fields_for
-from .progress import Span, monotonic, report_stage
 from .render import NaturalRenderSettings, RenderSettings, classify, render, render_natural
 from .video import CoherenceSettings, dream_clip
 from .zoom import ZoomSettings, noise_image, zoom_frames
@@ -129,7 +126,7 @@ class JobRunner:
 
         progress, should_cancel: one callable or None per spec. Dreams without a guide whose
         validated parameters are equal and whose photos fit to the same size run together through
-        `dream_batch` (pass after pass: `core.deeper.dream_deeper`), each with its own seed's
+        `dream_batch` (pass after pass: `core.dream.dream_deeper`), each with its own seed's
         generator, so each gets what `run` would give it up to float rounding; every job of such
         a group sees the group's progress, the group stops early only when all of its jobs are
         cancelled, and a job cancelled by the end gets JobCancelled instead of its result.

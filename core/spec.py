@@ -11,30 +11,62 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from .clips import DEFAULT_CLIP_LIMITS, ClipLimits, is_clip, probe_clip
-from .cost import JobCost, job_cost
-from .errors import InvalidImage, InvalidParameter, quoted
-from .images import DEFAULT_MAX_PIXELS, probe_image
-from .jobs import JOB_KINDS, JobSpec
+from .clips import DEFAULT_CLIP_LIMITS, ClipLimits, probe_clip
+from .cost import job_cost
+from .errors import InvalidParameter, MissingImage, quoted
+from .images import DEFAULT_MAX_PIXELS, is_clip, probe_image
+from .jobs import JOB_KINDS, JobCost, JobSpec
 from .models.classes import imagenet_classes, resolve_class
 from .models.registry import ModelEntry, get_entry, resolve_layers
-from .params import TARGET_DREAM_DEFAULTS, DreamParams, JobParams, VideoParams, VisualizeParams, ZoomParams, params_from_dict, validate_params
+from .params import (
+    TARGET_DREAM_DEFAULTS, DreamParams, JobParams, VideoParams, VisualizeParams, ZoomParams, option_name, params_from_dict,
+    validate_params,
+)
 
 __all__ = [
-    "SEED_MAX", "MAX_IMAGES", "MissingImage", "compile_job", "check_options", "restore_job", "input_kind",
+    "SEED_MAX", "INPUTS", "Inputs", "check_inputs", "compile_job", "check_options", "restore_job", "input_kind",
     "resolve_names", "parse_seed", "default_params",
 ]
 
 SEED_MAX = 2**31 - 1  # seeds are shown to users and typed back; 31 bits keep them short and portable
-# How many images each kind takes: a dream's photo and an optional guide; a zoom's optional photo.
-MAX_IMAGES: dict[str, int] = {"dream": 2, "visualize": 0, "zoom": 1, "video": 1}
 
 
-class MissingImage(InvalidImage):
-    """A dream without a photo; fronts say how to give one in their own words."""
+@dataclass(frozen=True)
+class Inputs:
+    """The images a kind takes, in order: the first `needed` of `slots` must be given, the rest may."""
+
+    needed: int
+    slots: tuple[tuple[str, str], ...]  # (name, what it is) of each image it takes, in order
+    label: str  # the job as a refusal names it
+    needs: str  # what a refusal says is missing
+    takes: str  # what a refusal says it takes
+
+    @property
+    def most(self) -> int:
+        return len(self.slots)
+
+
+# Each kind's inputs: a dream's photo (or clip) then an optional guide; a zoom's optional photo.
+INPUTS: dict[str, Inputs] = {
+    "dream": Inputs(1, (("image", "the photo (or short video) to dream on"),
+                        ("guide", "a second photo whose features the dream leans towards")),
+                    "dream", "a photo to dream on", "a photo and at most one guide image"),
+    "visualize": Inputs(0, (), "visualize", "", "no image"),
+    "zoom": Inputs(0, (("image", "the photo to start from (default: noise)"),), "zoom", "", "at most one image"),
+    "video": Inputs(1, (("image", "the clip to dream on"),), "a dream on a video", "a clip to dream on", "no guide image"),
+}
+
+
+def check_inputs(kind: str, count: int) -> None:
+    """Refuse `count` inputs for `kind`: MissingImage when too few, InvalidParameter when too many."""
+    inputs = INPUTS[kind]
+    if count < inputs.needed:
+        raise MissingImage(f"{inputs.label} needs {inputs.needs}")
+    if count > inputs.most:
+        raise InvalidParameter(f"{inputs.label} takes {inputs.takes}, got {count} images")
 
 
 def parse_seed(raw: Any) -> int:
@@ -111,31 +143,27 @@ def check_options(kind: str, options: Mapping[str, Any] | None = None, *, seed: 
         return _checked(kind, options)
     except InvalidParameter:
         video_names = {f.name for f in fields(VideoParams)}
-        if kind != "dream" or not all(_field_name(name) in video_names for name in options or {}):
+        if kind != "dream" or not all(option_name(name) in video_names for name in options or {}):
             raise
         # A dream's input may turn out to be a clip, which takes more options (blend, flow...):
         # before the input is seen, a dream's options are right when they are right for either.
         return _checked("video", options)
 
 
-def _field_name(option: str) -> str:
-    return option.replace("-", "_").lower()  # as core.params.validate_params reads an option's name
-
-
 def _checked(kind: str, options: Mapping[str, Any] | None) -> JobParams:
     """Options checked for exactly `kind`; a photo's dream given a clip's options says so."""
     try:
-        given = {_field_name(name) for name in options or {}}
+        given = {option_name(name) for name in options or {}}
         return resolve_names(kind, validate_params(kind, dict(options or {})), given)
     except InvalidParameter:
         if kind == "dream" and options:
             dream_names, video_names = {f.name for f in fields(DreamParams)}, {f.name for f in fields(VideoParams)}
-            only_video = [k for k in options if _field_name(k) not in dream_names and _field_name(k) in video_names]
+            only_video = [k for k in options if option_name(k) not in dream_names and option_name(k) in video_names]
             if only_video:
                 raise InvalidParameter(f"{', '.join(only_video)}: for videos only, and the input is a photo") from None
         if kind == "video" and options:
             dream_names, video_names = {f.name for f in fields(DreamParams)}, {f.name for f in fields(VideoParams)}
-            only_photo = [k for k in options if _field_name(k) in dream_names and _field_name(k) not in video_names]
+            only_photo = [k for k in options if option_name(k) in dream_names and option_name(k) not in video_names]
             if only_photo:
                 raise InvalidParameter(f"{', '.join(only_photo)}: for photos only, and the input is a video") from None
         raise
@@ -175,11 +203,7 @@ def compile_job(
     if kind not in JOB_KINDS:
         raise InvalidParameter(f"unknown job kind {quoted(kind)}; expected one of {', '.join(JOB_KINDS)}")
     params = _checked(kind, options)
-    if len(images) > MAX_IMAGES[kind]:
-        wanted = {0: "no image", 1: "at most one image", 2: "a photo and at most one guide image"}[MAX_IMAGES[kind]]
-        raise InvalidParameter(f"{kind} takes {wanted}, got {len(images)}")
-    if kind == "dream" and not images:
-        raise MissingImage("dream needs a photo to dream on")
+    check_inputs(kind, len(images))
     if isinstance(params, DreamParams) and len(images) > 1 and "," in params.layer:
         raise InvalidParameter("a guided dream uses exactly one layer")
     if isinstance(params, DreamParams) and len(images) > 1 and params.target:
@@ -194,10 +218,7 @@ def compile_job(
 
 def _compile_video(options: Mapping[str, Any] | None, images: Sequence[bytes], seed: Any, limits: ClipLimits) -> JobSpec:
     params = _checked("video", options)
-    if not images:
-        raise MissingImage("a video dream needs a clip to dream on")
-    if len(images) > MAX_IMAGES["video"]:
-        raise InvalidParameter("a dream on a video takes no guide image")
+    check_inputs("video", len(images))
     seed = secrets.randbelow(SEED_MAX + 1) if seed is None else parse_seed(seed)
     assert isinstance(params, VideoParams), "check_options('video') returns VideoParams"
     return JobSpec(kind="video", params=params, image=images[0], seed=seed, cost=_video_cost(params, images[0], limits))

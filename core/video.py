@@ -26,10 +26,9 @@ import torch
 from .dream import DreamSettings, StepGraphs, dream
 from .errors import JobCancelled
 from .flow import estimate_motion, warp
-from .jobs import CancelCheck, ProgressCallback
-from .models.network import TappedNetwork
+from .jobs import CancelCheck, ProgressCallback, Span
+from .models.registry import TappedNetwork
 from .objectives import Objective
-from .progress import Span
 
 __all__ = ["CoherenceSettings", "dream_clip", "refresh_settings"]
 

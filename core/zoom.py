@@ -4,7 +4,6 @@ The frames are encoded by core/clip_encoding.py, as videos' are."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Hashable
 
@@ -12,12 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from .dream import DreamSettings, StepGraphs, dream
-from .jobs import CancelCheck, ProgressCallback
-from .models.network import TappedNetwork
+from .images import zoom_step
+from .jobs import CancelCheck, ProgressCallback, Span
+from .models.registry import TappedNetwork
 from .objectives import Objective
-from .progress import Span
 
-__all__ = ["ZoomSettings", "zoom_frames", "zoom_step", "noise_image", "crossfade_frames"]
+__all__ = ["ZoomSettings", "zoom_frames", "noise_image", "crossfade_frames"]
 
 
 def noise_image(height: int, width: int, generator: torch.Generator) -> torch.Tensor:
@@ -26,17 +25,6 @@ def noise_image(height: int, width: int, generator: torch.Generator) -> torch.Te
     coarse = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
     fine = torch.rand(1, 3, height, width, generator=generator)
     return (0.35 + 0.3 * coarse + 0.1 * (fine - 0.5)).clamp(0, 1)
-
-
-def zoom_step(image: torch.Tensor, zoom: float, degrees: float = 0.0) -> torch.Tensor:
-    """Enlarge the centre of `image` by `zoom` (and rotate it), keeping the size."""
-    if zoom == 1.0 and degrees == 0.0:
-        return image
-    angle = math.radians(degrees)
-    cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
-    theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=image.dtype, device=image.device)
-    grid = F.affine_grid(theta[None], list(image.shape), align_corners=False)
-    return F.grid_sample(image, grid, mode="bicubic", padding_mode="reflection", align_corners=False).clamp(0, 1)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from bot.store._engine import create_engine, write_engine
+from bot.store.database import create_engine, write_engine
 from bot.store.models import Base
 
 config = context.config
@@ -51,12 +51,19 @@ def _run_sync(connection: Connection) -> None:
             # the first's revision and has nothing to do. (SQLite: BEGIN IMMEDIATE, below.)
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            # Foreign keys were off for the table rebuilds (see below); the rows must still agree.
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the migration left rows whose foreign keys point nowhere: {broken[:5]}")
 
 
 async def run_migrations_online() -> None:
     # Our engine factory, with the write lock taken at BEGIN on SQLite: the DDL is transactional
     # (one BEGIN for the upgrade), and a second process migrating at once waits for the first.
-    engine = write_engine(create_engine(_url(), poolclass=NullPool))
+    # Foreign keys off on SQLite: a batch migration rebuilds a table by copying it and dropping the
+    # old one, and with them on, dropping `jobs` would cascade to the gallery.
+    engine = write_engine(create_engine(_url(), poolclass=NullPool, foreign_keys=False))
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)

@@ -37,6 +37,7 @@ class Census:
 
     def __init__(self) -> None:
         self.files: set[str] = set()
+        self.functions: set[tuple[str, str]] = set()  # (file, function name): what ran, to say why a file is on the path
         self.recording = False
         self._known: dict[str, str | None] = {}
 
@@ -48,6 +49,7 @@ class Census:
                 name = self._known[filename] = _project_file(filename)
             if name is not None:
                 self.files.add(name)
+                self.functions.add((name, frame.f_code.co_name))
 
     def install(self) -> None:
         sys.setprofile(self._profile)
@@ -58,7 +60,7 @@ class Census:
         threading.setprofile(None)  # type: ignore[arg-type]
 
     def start(self) -> None:
-        self.files = set()
+        self.files, self.functions = set(), set()
         self.recording = True
 
     def stop(self) -> set[str]:

@@ -1,47 +1,43 @@
-"""The Bot subclass: resources are injected, cogs loaded in `setup_hook`, no globals.
+"""The Bot: resources are injected, cogs loaded by name in `setup_hook`, no globals; and the small
+helpers every cog uses (who asked, where a result may go, how big an upload may be, one line per error).
 
 `make_bot` picks the plain bot, or its sharded twin when SHARD_COUNT is set.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
 from discord.ext import commands
 
 from ..commands import CommandError, parse_command
-from ..service import DreamService
+from ..service import Requester, Service
 from ..settings import Settings
-from .attachments import CDN_HOSTS
+from ..store import JobRecord
 from .sharding import shard_of
 
-if TYPE_CHECKING:
-    from .cogs.community import Community
-    from .cogs.dreams import Dreams
-
-__all__ = ["DreamBot", "ShardedDreamBot", "EXTENSIONS", "make_bot"]
+__all__ = ["DreamBot", "ShardedDreamBot", "EXTENSIONS", "CDN_HOSTS", "make_bot", "requester_of", "reply_reference",
+           "upload_limit", "error_line"]
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.discord_front.cogs.dreams", "bot.discord_front.cogs.info", "bot.discord_front.cogs.community")
+# One cog per family, loaded by name (a broken one is logged, the others still load).
+EXTENSIONS = ("bot.discord_front.cogs.dreams", "bot.discord_front.cogs.gallery", "bot.discord_front.cogs.settings",
+              "bot.discord_front.cogs.info")
+CDN_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")  # where a photo may be downloaded from
+DM_UPLOAD_LIMIT = 10 * 1024 * 1024  # bytes a message may carry outside a server
 
 
 class DreamBot(commands.Bot):
-    def __init__(
-        self,
-        *,
-        service: DreamService,
-        settings: Settings,
-        http_session: aiohttp.ClientSession,
-        cdn_hosts: tuple[str, ...] = CDN_HOSTS,
-        progress_interval: float = 2.0,
-        delivery_interval: float = 15.0,
-        **options,
-    ):
+    """service: every part of the bot's work; settings: the deployment's; http_session: for downloads.
+    progress_interval: seconds between edits of a job's progress; delivery_interval: seconds between
+    sweeps for results still to post."""
+
+    def __init__(self, *, service: Service, settings: Settings, http_session: aiohttp.ClientSession,
+                 cdn_hosts: tuple[str, ...] = CDN_HOSTS, progress_interval: float = 2.0, delivery_interval: float = 15.0,
+                 **options):
         intents = discord.Intents.default()
         intents.message_content = True  # prefix commands read the text of messages
         super().__init__(
@@ -55,85 +51,51 @@ class DreamBot(commands.Bot):
         self.service, self.settings = service, settings
         self.http_session = http_session
         self.cdn_hosts = cdn_hosts
-        self.max_input_bytes = settings.max_input_bytes
         self.progress_interval = progress_interval
-        self.delivery_interval = delivery_interval  # seconds between sweeps for results still to post
-        self.prefixes: dict[int, str] = {}  # guild id -> prefix, filled from the store on demand
-        self._background: set[asyncio.Task] = set()
+        self.delivery_interval = delivery_interval
+        self.prefixes: dict[int, str] = {}  # guild id -> prefix, read from the store once per guild
 
     async def _prefix_for(self, bot: commands.Bot, message: discord.Message) -> list[str]:
         prefix = self.settings.command_prefix
         if message.guild is not None:
             if message.guild.id not in self.prefixes:
-                guild = await self.service.guild_settings(str(message.guild.id))
+                guild = await self.service.guilds.get(str(message.guild.id))
                 self.prefixes[message.guild.id] = guild.prefix or self.settings.command_prefix
             prefix = self.prefixes[message.guild.id]
         return commands.when_mentioned_or(prefix)(bot, message)
+
+    def prefix_in(self, guild: discord.abc.Snowflake | None) -> str:
+        return self.prefixes.get(guild.id, self.settings.command_prefix) if guild else self.settings.command_prefix
 
     def holds_guild(self, guild_id: int | None) -> bool:
         """Whether this process receives the events of `guild_id` (None: DMs); unsharded, it receives all."""
         return True
 
-    def prefix_in(self, guild: discord.abc.Snowflake | None) -> str:
-        return self.prefixes.get(guild.id, self.settings.command_prefix) if guild else self.settings.command_prefix
-
-    # Typed accessors to the cogs, None when one failed to load. (Extensions are imported by
-    # discord.py itself, so their classes are not compared here: a module imported twice has two.)
-    @property
-    def community(self) -> Community | None:
-        return self.get_cog("Community")  # type: ignore[return-value]
-
-    @property
-    def dreams(self) -> Dreams | None:
-        return self.get_cog("Dreams")  # type: ignore[return-value]
+    def takes_back(self, record: JobRecord) -> bool:
+        """Whether this process recovers or re-posts a job: a Discord job of one of its guilds. With
+        several sharded processes, a guild's jobs go back to the process holding its shard (shard 0
+        for DMs): the one that has its channels and hears its commands and buttons."""
+        guild_id = int(record.guild_id) if record.guild_id is not None else None
+        return record.front == "discord" and record.channel_id is not None and self.holds_guild(guild_id)
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             try:
                 await self.load_extension(extension)
             except commands.ExtensionError:
-                # One broken cog must not take the others down.
-                log.exception("could not load %s", extension)
-
-    def spawn(self, coroutine) -> asyncio.Task:
-        """A background task the bot keeps a reference to (and cancels on close)."""
-        task = asyncio.create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
+                log.exception("could not load %s", extension)  # one broken cog must not take the others down
 
     async def on_command_error(self, ctx: commands.Context, error: commands.CommandError) -> None:
-        """Every failure becomes one line for the user; only unexpected ones reach the log."""
-        if isinstance(error, commands.HybridCommandError):
-            error = error.original  # type: ignore[assignment]
-        if isinstance(error, commands.CommandNotFound):
-            # The parser knows the commands and suggests the closest one.
-            try:
-                parse_command(ctx.message.content, self.prefix_in(ctx.guild))
-            except CommandError as exc:
-                await ctx.send(str(exc))
+        """An unknown command gets the parser's suggestion; errors of a cog with its own handler are its."""
+        if ctx.cog is not None and ctx.cog.has_error_handler():
             return
-        if isinstance(error, (commands.MissingPermissions, discord.app_commands.MissingPermissions)):
-            text = "you need the Manage Server permission for that"
-        elif isinstance(error, commands.NoPrivateMessage):
-            text = "that works on servers only"
-        elif isinstance(error, commands.UserInputError):
-            text = str(error).splitlines()[0] if str(error) else "I could not read that command"
-        else:
-            log.error("command %s failed", ctx.command, exc_info=error)
-            text = "something went wrong on our side; it was logged"
-        try:
-            await ctx.send(text)
-        except (discord.HTTPException, aiohttp.ClientError, RuntimeError) as exc:  # e.g. while shutting down
-            log.warning("could not report an error to the user: %s", exc)
-
-    async def close(self) -> None:
-        # Cancelled job tasks leave their jobs recorded as unfinished: the next start runs them.
-        tasks = [t for t in self._background if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await super().close()
+        if isinstance(error, commands.CommandNotFound):
+            try:
+                parse_command(ctx.message.content, self.prefix_in(ctx.guild))  # it knows the commands and suggests one
+            except CommandError as exc:
+                await _say(ctx, str(exc))
+            return
+        await _say(ctx, error_line(error))
 
 
 class ShardedDreamBot(DreamBot, commands.AutoShardedBot):
@@ -153,7 +115,60 @@ class ShardedDreamBot(DreamBot, commands.AutoShardedBot):
         return self.shard_ids is None or shard_of(guild_id, self.shard_count) in self.shard_ids
 
 
-def make_bot(*, service: DreamService, settings: Settings, http_session: aiohttp.ClientSession, **options) -> DreamBot:
+def make_bot(*, service: Service, settings: Settings, http_session: aiohttp.ClientSession, **options) -> DreamBot:
     """The bot `settings` ask for: sharded when SHARD_COUNT is set, else one plain gateway connection."""
     kind = DreamBot if settings.shard_count is None else ShardedDreamBot
     return kind(service=service, settings=settings, http_session=http_session, **options)
+
+
+# -- what every cog needs ----------------------------------------------------------------------------
+
+
+def requester_of(user: discord.abc.User, channel: discord.abc.Messageable | None,
+                 message: discord.Message | None = None) -> Requester:
+    """Who asked and where, for the service; `message`: the one that asked, which the result answers."""
+    guild = getattr(user, "guild", None)
+    roles = tuple(str(role.id) for role in getattr(user, "roles", ()) if not role.is_default())
+    moderator = isinstance(user, discord.Member) and isinstance(channel, discord.abc.GuildChannel) \
+        and channel.permissions_for(user).manage_messages
+    return Requester(
+        user_id=str(user.id), guild_id=str(guild.id) if guild else None,
+        channel_id=str(channel.id) if channel is not None and hasattr(channel, "id") else None, roles=roles,
+        is_moderator=moderator, message_id=str(message.id) if message is not None else None, front="discord",
+    )
+
+
+def reply_reference(record: JobRecord) -> discord.MessageReference | None:
+    """A reply to the message a job's result answers, which stays a plain message if that was deleted."""
+    if record.reply_to is None or record.channel_id is None:
+        return None
+    return discord.MessageReference(message_id=int(record.reply_to), channel_id=int(record.channel_id),
+                                    fail_if_not_exists=False)
+
+
+def upload_limit(channel: object) -> int:
+    """The bytes a message in `channel` may carry: its server's limit (from its boost tier), known
+    before any upload; 10 MiB outside servers."""
+    guild = getattr(channel, "guild", None)
+    return guild.filesize_limit if guild is not None else DM_UPLOAD_LIMIT
+
+
+def error_line(error: commands.CommandError) -> str:
+    """One line for a command that failed; the unexpected ones also go to the log."""
+    if isinstance(error, commands.HybridCommandError):
+        error = error.original  # type: ignore[assignment]
+    if isinstance(error, (commands.MissingPermissions, discord.app_commands.MissingPermissions)):
+        return "you need the Manage Server permission for that"
+    if isinstance(error, commands.NoPrivateMessage):
+        return "that works on servers only"
+    if isinstance(error, commands.UserInputError):
+        return str(error).splitlines()[0][:200] if str(error) else "I could not read that command"
+    log.error("command failed", exc_info=error)
+    return "something went wrong on our side; it was logged"
+
+
+async def _say(ctx: commands.Context, text: str) -> None:
+    try:
+        await ctx.send(text)
+    except (discord.HTTPException, aiohttp.ClientError, RuntimeError) as exc:  # e.g. while shutting down
+        log.warning("could not report an error to the user: %s", exc)

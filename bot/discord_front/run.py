@@ -11,9 +11,9 @@ import aiohttp
 
 from core.errors import InvalidParameter
 
-from ..service import DreamService
+from ..service import Service
 from ..settings import Settings
-from ..wiring import open_service, public_gallery
+from ..wiring import open_service
 from .client import make_bot
 
 __all__ = ["run_bot"]
@@ -56,11 +56,11 @@ async def run_bot(settings: Settings, *, sync_commands: bool = False, web: bool 
     return 0
 
 
-def _web_beside(service: DreamService, settings: Settings, wanted: bool) -> AbstractAsyncContextManager[object]:
+def _web_beside(service: Service, settings: Settings, wanted: bool) -> AbstractAsyncContextManager[object]:
     """The web gallery over the bot's own store and metrics (its health check then judges the workers too)."""
     if not wanted:
         return nullcontext()
     from ..web import make_app, serving
 
-    app = make_app(public_gallery(service.store, settings), service.metrics)
+    app = make_app(service.public, service.metrics)
     return serving(app, settings.web_host, settings.web_port)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ._devices import resolve_devices
-from ._pool import PoolExecutor
+from ._pool import FairQueue, PoolExecutor
+from ._process import LocalProcessExecutor
 from .base import Executor, ProgressHandler, QueuePlace
 from .errors import ExecutorClosed, ExecutorError, JobFailed, WorkerCrashed, WorkerStartFailed
-from .local import LocalProcessExecutor
 from .ray_actors import RayExecutor
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "ProgressHandler",
     "QueuePlace",
     "PoolExecutor",
+    "FairQueue",
     "LocalProcessExecutor",
     "RayExecutor",
     "resolve_devices",

@@ -1,132 +1,49 @@
 """The scheduling every backend shares: one fair queue of jobs, dispatched in batches to idle warm workers.
 
-A backend only supplies the workers. `PoolExecutor` subclasses say which devices the pool has
-(`_open_backend`) and build the bot-side handle of one worker (`_new_worker`): a local process
-(`_process.WorkerProcess`) or a Ray actor (`_ray_handle.RayWorkerHandle`). Every handle reports
-the messages of `_wire` and, last, its exit; everything below reacts to those alone.
+Jobs wait in one fair queue (`FairQueue`: round-robin across users, and across servers within a
+round) and go to whichever worker is idle (`_workers.WorkerPool` keeps the workers). A running job
+is cancelled through a flag its runner polls at each step.
 
-Each worker builds one runner and keeps its models warm across jobs. Jobs wait in one fair queue
-(round-robin across users and servers, see `_fair.FairQueue`) and go to whichever worker is idle. A
-worker that dies mid-job fails only that job (or batch) and is replaced; a running job is cancelled
-through a flag the runner polls at each step, and its worker is stopped and replaced if it does not
-stop within `cancel_grace` seconds.
-
-Batching: when a worker takes a dream (without a guide) from the head of the queue, it also takes up
-to `max_batch - 1` queued dreams with the same parameters (any seed and photo), and its runner's
-`run_batch` dreams those of one size in shared passes. Each job keeps its own progress, result and
-cancel flag; the jobs it passed over keep their order.
+Batching: when a worker takes a dream (without a guide) from the head of the queue, it also takes
+up to `max_batch - 1` queued dreams with the same parameters (any seed and photo), and its
+runner's `run_batch` dreams those of one size in shared passes. Each job keeps its own progress,
+result and cancel flag; the jobs it passed over keep their order.
 
 Pricing: each finished job's stage timings feed a moving average of the workers' rates
-(`core.cost.RateMeter`), from which `predict` and `place` tell how long a job and its wait will take.
+(`core.cost.RateMeter`, told how many jobs shared the passes), from which `predict` and `place`
+tell how long a job and its wait will take.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import inspect
+import itertools
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Self
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Hashable, TypeVar
 
-from core.cost import RateMeter
 from core.errors import JobCancelled
 from core.jobs import JobResult, JobSpec, ProgressEvent
 
-from ._fair import FairQueue
-from ._wire import ErrorInfo, WorkerConfig
+from ._wire import ErrorInfo
+from ._workers import CANCELLED_RUNNING, CLOSED, Job, State, Worker, WorkerPool
 from .base import ProgressHandler, QueuePlace
-from .errors import ExecutorClosed, JobFailed, WorkerCrashed, WorkerStartFailed
+from .errors import ExecutorClosed, JobFailed, WorkerStartFailed
 
-__all__ = ["PoolExecutor", "WorkerHandle"]
+__all__ = ["PoolExecutor", "FairQueue"]
 
 logger = logging.getLogger(__name__)
 
-_CRASHED = "the worker running this job stopped unexpectedly; please try again"
 _CANCELLED_QUEUED = "the job was cancelled before it started"
-_CANCELLED_RUNNING = "the job was cancelled"
-_CLOSED_JOB = "the dream engine is shutting down; this job was not finished, please try again later"
-_CLOSED = "the dream engine is shut down and takes no new jobs"
 _FAILED = "something went wrong while running this job ({}); the details are in the log"
-_KILL_AFTER = 3.0  # seconds between asking a worker to terminate and killing it
-AUTO_MAX_BATCH_CUDA = 8  # max_batch=None: batch up to this many jobs on a CUDA worker, none on CPU
+
+T = TypeVar("T")
 
 
-class _State(enum.Enum):
-    STARTING = "starting"  # building the runner and warming models
-    IDLE = "idle"
-    BUSY = "busy"
-    STOPPING = "stopping"  # told to exit, or terminated after ignoring a cancel
-    DEAD = "dead"
-
-
-@dataclass(eq=False)
-class _Job:
-    job_id: str
-    spec: JobSpec
-    # Progress events for the awaiting `submit`, ended by None once `outcome` is set.
-    events: asyncio.Queue[ProgressEvent | None] = field(default_factory=asyncio.Queue)
-    outcome: JobResult | BaseException | None = None
-    done: bool = False
-    worker: _Worker | None = None
-    index: int = 0  # its place in the batch it was sent in: the index of its cancel flag
-    cancel_requested: bool = False
-    started_at: float | None = None  # time.monotonic() when a worker took it
-
-    @property
-    def batch_key(self) -> object:
-        return self.spec.batch_key  # jobs with equal keys may run as one batch; None: always alone
-
-
-@dataclass(eq=False)
-class _Worker:
-    slot: int
-    handle: WorkerHandle
-    state: _State = _State.STARTING
-    # The jobs sent to it that it has not reported on yet (a batch, or one job); busy while any is left.
-    jobs: dict[str, _Job] = field(default_factory=dict)
-    settled: asyncio.Event = field(default_factory=asyncio.Event)  # ready, or failed to start
-    start_error: ErrorInfo | None = None
-    start_failure: WorkerStartFailed | None = None
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
-    timer: asyncio.TimerHandle | None = None  # pending escalation of a cancel (terminate, then kill)
-
-
-class WorkerHandle(Protocol):
-    """The bot side of one worker. After `start`, `on_message` gets the worker's messages of `_wire`
-    on `loop`, in order, and `on_exit(exitcode)` comes last, once the worker is gone for good
-    (exitcode None when the backend cannot tell it)."""
-
-    device: str
-    max_batch: int  # the most jobs one `send_batch` may hold
-    pid: int | None  # the worker's process id (on its own machine), once known
-
-    def start(self, loop: asyncio.AbstractEventLoop, on_message: Callable[[tuple[Any, ...]], None],
-              on_exit: Callable[[int | None], None]) -> None: ...
-
-    def send_batch(self, jobs: list[tuple[str, JobSpec]]) -> None:
-        """Run these (job_id, spec) pairs together; job i is cancelled with `request_cancel(i)`."""
-        ...
-
-    def request_cancel(self, index: int = 0) -> None: ...
-
-    def stop(self) -> None:
-        """Cancel what runs and exit once it has ended."""
-        ...
-
-    def terminate(self) -> None: ...
-
-    def kill(self) -> None: ...
-
-    def release(self) -> None:
-        """Let go of what the handle holds; called once the worker has exited."""
-        ...
-
-    def join_threads(self, timeout: float) -> None: ...
-
-
-class PoolExecutor:
+class PoolExecutor(WorkerPool):
     """Runs jobs on `workers` workers, each holding one runner built by `runner_factory`; a subclass
     supplies the workers (`_open_backend`, `_new_worker`, `_close_backend`).
 
@@ -141,115 +58,14 @@ class PoolExecutor:
         so the same seed gives the same bytes; a batched dream equals its lone run up to float rounding.
     cancel_grace: seconds a running job has to honour a cancel before its worker is terminated.
     shutdown_timeout: seconds `close()` waits for workers to exit before terminating them.
+    threads_per_worker: CPU threads each worker's torch uses; None: its share of the cores.
     """
 
-    def __init__(
-        self,
-        workers: int = 1,
-        device: str = "cpu",
-        runner_factory: str = "core.runner:JobRunner",
-        warm_models: tuple[str, ...] = (),
-        *,
-        max_batch: int | None = None,
-        cancel_grace: float = 10.0,
-        shutdown_timeout: float = 10.0,
-        runner_options: dict[str, Any] | None = None,
-    ):
-        if workers < 0:
-            raise ValueError(f"workers must be 0 (automatic) or a positive count, not {workers}")
-        if max_batch is not None and max_batch < 1:
-            raise ValueError(f"max_batch must be None (automatic) or a positive count, not {max_batch}")
-        if ":" not in runner_factory:
-            raise ValueError(f"runner_factory must look like 'package.module:Callable', not {runner_factory!r}")
-        self._requested_workers = workers
-        self._device = device
-        self._runner_factory = runner_factory
-        self._warm_models = tuple(warm_models)
-        self._max_batch = max_batch
-        self._runner_options = dict(runner_options or {})
-        self._cancel_grace = cancel_grace
-        self._shutdown_timeout = shutdown_timeout
-        self._threads_per_worker = 1  # CPU threads for each worker's torch; `_open_backend` may set it
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._workers: list[_Worker] = []
-        self._jobs: dict[str, _Job] = {}  # unfinished jobs
-        self._handles: dict[str, _Job] = {}  # enqueued jobs whose `wait` has not returned yet, finished or not
-        self._queue: FairQueue[_Job] = FairQueue()
-        self._meter = RateMeter()
-        self._device_kind = "cpu"  # the device type whose rates price jobs: "cuda" once a GPU worker exists
-        self._closing = False
-        self._closed = asyncio.Event()
-        self._broken: WorkerStartFailed | None = None  # set when no worker is left that could run a job
-
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        """Spawn the workers and wait until each has built its runner and warmed its models.
-
-        Raises `WorkerStartFailed` (with the worker's exception as `__cause__` when it was a
-        DreamError) if any worker cannot start; the executor is then closed.
-        """
-        if self._closing:
-            raise ExecutorClosed(_CLOSED)
-        if self._loop is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        try:
-            devices = await self._open_backend()
-            self._device_kind = "cuda" if any(device.startswith("cuda") for device in devices) else "cpu"
-            for slot, device in enumerate(devices):
-                self._workers.append(self._spawn(slot, device))
-            await asyncio.gather(*(worker.settled.wait() for worker in self._workers))
-            if self._closing:
-                raise ExecutorClosed(_CLOSED)
-            for worker in self._workers:
-                if worker.start_failure is not None:
-                    raise worker.start_failure
-        except BaseException:
-            await self.close()
-            raise
-        logger.info("executor ready: %d worker(s) on %s", len(devices), ", ".join(devices))
-
-    async def close(self) -> None:
-        """Fail queued and running jobs with `ExecutorClosed`, then stop every worker (terminating stragglers)."""
-        if self._closing:
-            await self._closed.wait()
-            return
-        self._closing = True
-        try:
-            for job in self._queue.ordered():
-                self._queue.remove(job)
-                self._finish(job, ExecutorClosed(_CLOSED_JOB))
-            for worker in self._workers:
-                self._cancel_timer(worker)
-                for job in worker.jobs.values():
-                    self._finish(job, ExecutorClosed(_CLOSED_JOB))
-                worker.jobs = {}
-                if worker.state is not _State.DEAD:
-                    worker.state = _State.STOPPING
-                    worker.handle.stop()
-            await self._wait_exited(self._shutdown_timeout)
-            for signal_them in ("terminate", "kill"):
-                stragglers = [worker for worker in self._workers if not worker.exited.is_set()]
-                if not stragglers:
-                    break
-                logger.warning("%d worker(s) did not exit in time; sending %s", len(stragglers), signal_them)
-                for worker in stragglers:
-                    getattr(worker.handle, signal_them)()
-                await self._wait_exited(_KILL_AFTER)
-            for worker in self._workers:
-                worker.handle.release()
-            await asyncio.to_thread(self._join_threads)
-            await self._close_backend()
-        finally:
-            self._closed.set()
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._jobs: dict[str, Job] = {}  # unfinished jobs
+        self._handles: dict[str, Job] = {}  # enqueued jobs whose `wait` has not returned yet, finished or not
+        self._queue: FairQueue[Job] = FairQueue()
 
     # -- the Executor protocol -------------------------------------------------------------------
 
@@ -260,14 +76,14 @@ class PoolExecutor:
         id that is already queued or running.
         """
         if self._closing:
-            raise ExecutorClosed(_CLOSED)
+            raise ExecutorClosed(CLOSED)
         if self._loop is None:
             raise RuntimeError("start the executor first: `await executor.start()` or `async with executor:`")
         if self._broken is not None:
             raise WorkerStartFailed(str(self._broken))
         if job_id in self._jobs:
             raise ValueError(f"job id {job_id!r} is already queued or running")
-        job = _Job(job_id, spec)
+        job = Job(job_id, spec)
         self._jobs[job_id] = self._handles[job_id] = job
         self._queue.push(job, user=user, guild=guild)
         self._dispatch()
@@ -298,13 +114,6 @@ class PoolExecutor:
         assert job.outcome is not None, "a finished job always has an outcome; see _finish"
         return job.outcome
 
-    async def submit(
-        self, job_id: str, spec: JobSpec, on_progress: ProgressHandler | None = None, *, user: str = "", guild: str | None = None
-    ) -> JobResult:
-        """`enqueue` then `wait`: queue `spec`, deliver its progress events, and return its result."""
-        self.enqueue(job_id, spec, user=user, guild=guild)
-        return await self.wait(job_id, on_progress)
-
     def predict(self, spec: JobSpec) -> float:
         """Seconds `spec` should take on this executor's workers, from the rates measured so far."""
         return self._meter.predict(spec.cost, self._device_kind) if spec.cost is not None else 0.0
@@ -323,7 +132,7 @@ class PoolExecutor:
         ahead = self._queue.ordered()
         position = ahead.index(job)
         busy += sum(self.predict(j.spec) for j in ahead[:position])
-        workers = max(1, sum(1 for worker in self._workers if worker.state is not _State.DEAD))
+        workers = max(1, sum(1 for worker in self._workers if worker.state is not State.DEAD))
         return QueuePlace(position + 1, busy / workers)
 
     async def cancel(self, job_id: str) -> bool:
@@ -341,60 +150,7 @@ class PoolExecutor:
     def running(self) -> tuple[str, ...]:
         return tuple(job.job_id for worker in self._workers for job in worker.jobs.values() if not job.done)
 
-    # -- introspection ---------------------------------------------------------------------------
-
-    def live_workers(self) -> int:
-        """Workers that are up and able to take a job (idle or busy), not starting, stopping or dead."""
-        return sum(1 for worker in self._workers if worker.state in (_State.IDLE, _State.BUSY))
-
-    def worker_pids(self) -> tuple[int, ...]:
-        """Process ids of the live workers (each on its own machine), in slot order."""
-        return tuple(worker.handle.pid for worker in self._workers if worker.state is not _State.DEAD and worker.handle.pid)
-
-    def worker_pid(self, job_id: str) -> int | None:
-        """Process id of the worker running `job_id`, or None when it is not running."""
-        for worker in self._workers:
-            job = worker.jobs.get(job_id)
-            if job is not None and not job.done:
-                return worker.handle.pid
-        return None
-
-    def batch_limits(self) -> tuple[int, ...]:
-        """The most jobs each worker slot runs as one batch."""
-        return tuple(worker.handle.max_batch for worker in self._workers)
-
-    def devices(self) -> tuple[str, ...]:
-        """The device of each worker slot."""
-        return tuple(worker.handle.device for worker in self._workers)
-
-    # -- what a backend supplies ----------------------------------------------------------------
-
-    async def _open_backend(self) -> list[str]:
-        """Make the backend ready and return one device per worker slot."""
-        raise NotImplementedError
-
-    def _new_worker(self, slot: int, config: WorkerConfig, max_batch: int) -> WorkerHandle:
-        """The handle of a new, not yet started worker for `slot`."""
-        raise NotImplementedError
-
-    async def _close_backend(self) -> None:
-        """Release what `_open_backend` took; called once every worker has exited (or was left behind)."""
-
-    # -- internals (all run on the event loop) ---------------------------------------------------
-
-    def _spawn(self, slot: int, device: str) -> _Worker:
-        assert self._loop is not None, "workers are spawned only after start() has captured the loop"
-        max_batch = self._max_batch if self._max_batch is not None else (AUTO_MAX_BATCH_CUDA if device.startswith("cuda") else 1)
-        config = WorkerConfig(self._runner_factory, device, self._runner_options, self._warm_models, self._threads_per_worker)
-        handle = self._new_worker(slot, config, max_batch)
-        worker = _Worker(slot, handle)
-        handle.start(
-            self._loop,
-            on_message=lambda message: self._on_message(worker, message),
-            on_exit=lambda exitcode: self._on_exit(worker, exitcode),
-        )
-        logger.debug("started worker %d (pid %s) on %s", slot, handle.pid, device)
-        return worker
+    # -- scheduling (all on the event loop) -------------------------------------------------------
 
     def _dispatch(self) -> None:
         if self._closing:
@@ -402,19 +158,19 @@ class PoolExecutor:
         for worker in self._workers:
             if not self._queue:
                 return
-            if worker.state is _State.IDLE:
-                batch = self._queue.take_batch(worker.handle.max_batch, lambda job: job.batch_key)
-                worker.state, worker.jobs = _State.BUSY, {job.job_id: job for job in batch}
+            if worker.state is State.IDLE:
+                batch = self._queue.take_batch(worker.handle.max_batch, lambda job: job.spec.batch_key)
+                worker.state, worker.jobs = State.BUSY, {job.job_id: job for job in batch}
                 for index, job in enumerate(batch):
                     job.worker, job.index, job.started_at = worker, index, time.monotonic()
                     job.events.put_nowait(ProgressEvent("start", 0, 1, 0.0))
                 worker.handle.send_batch([(job.job_id, job.spec) for job in batch])
 
-    def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+    def _on_message(self, worker: Worker, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "ready":
-            if worker.state is _State.STARTING:
-                worker.state = _State.IDLE
+            if worker.state is State.STARTING:
+                worker.state = State.IDLE
                 worker.settled.set()
                 self._dispatch()
             return
@@ -433,45 +189,21 @@ class PoolExecutor:
             # Once cancel() has said yes, the caller is told "cancelled" whatever the runner managed to do.
             outcome = message[2] if kind == "result" else _remote_error(message[2], job.job_id)
             if isinstance(outcome, JobResult) and job.spec.cost is not None:
-                self._meter.observe(job.spec.cost, outcome.timings, self._device_kind)
-            self._finish(job, JobCancelled(_CANCELLED_RUNNING) if job.cancel_requested else outcome)
+                # A job that shared its passes reports how many did: its "dream" time is theirs together.
+                batch = int(outcome.metadata.get("batch_size", 1))
+                self._meter.observe(job.spec.cost, outcome.timings, self._device_kind, batch=batch)
+            self._finish(job, JobCancelled(CANCELLED_RUNNING) if job.cancel_requested else outcome)
         if worker.jobs:
             self._watch_cancel(worker)  # the rest of a batch may be all cancelled now
             return
-        self._cancel_timer(worker)
-        if worker.state is _State.BUSY:
-            worker.state = _State.IDLE
+        if worker.timer is not None:  # a cancel's escalation is moot once the worker is free
+            worker.timer.cancel()
+            worker.timer = None
+        if worker.state is State.BUSY:
+            worker.state = State.IDLE
         self._dispatch()
 
-    def _on_exit(self, worker: _Worker, exitcode: int | None) -> None:
-        previous, worker.state = worker.state, _State.DEAD
-        self._cancel_timer(worker)
-        worker.exited.set()
-        jobs, worker.jobs = worker.jobs, {}
-        for job in jobs.values():
-            if job.cancel_requested:
-                self._finish(job, JobCancelled(_CANCELLED_RUNNING))
-            elif not job.done:
-                logger.warning("worker pid %s exited with code %s while running job %s", worker.handle.pid, exitcode, job.job_id)
-                self._finish(job, WorkerCrashed(_CRASHED))
-        if previous is _State.STARTING:
-            worker.start_failure = _start_failure(worker, exitcode)
-            worker.settled.set()
-        if self._closing:
-            return
-        worker.handle.release()
-        if previous is not _State.STARTING:
-            self._workers[worker.slot] = self._spawn(worker.slot, worker.handle.device)
-            return
-        # A worker that cannot start would fail the same way again: leave its slot empty, not a respawn loop.
-        logger.error("worker %d could not start: %s", worker.slot, worker.start_failure)
-        if all(other.state is _State.DEAD for other in self._workers):
-            self._broken = worker.start_failure
-            for job in self._queue.ordered():
-                self._queue.remove(job)
-                self._finish(job, WorkerStartFailed(str(worker.start_failure)))
-
-    def _cancel(self, job: _Job) -> None:
+    def _cancel(self, job: Job) -> None:
         if job.done:
             return
         if job.worker is None:
@@ -481,41 +213,12 @@ class PoolExecutor:
         if job.cancel_requested:
             return
         job.cancel_requested = True
-        worker = job.worker
-        worker.handle.request_cancel(job.index)
-        if not self._watch_cancel(worker):
+        job.worker.handle.request_cancel(job.index)
+        if not self._watch_cancel(job.worker):
             # The rest of its batch runs on: tell the caller now rather than when the batch ends.
-            self._finish(job, JobCancelled(_CANCELLED_RUNNING))
+            self._finish(job, JobCancelled(CANCELLED_RUNNING))
 
-    def _watch_cancel(self, worker: _Worker) -> bool:
-        """Once every job left on `worker` is cancelled, give it `cancel_grace` seconds to stop; returns whether all are."""
-        if not worker.jobs or not all(job.cancel_requested for job in worker.jobs.values()):
-            return False
-        if worker.timer is None:
-            assert self._loop is not None, "a running job implies a started executor"
-            worker.timer = self._loop.call_later(self._cancel_grace, self._escalate, worker, worker.jobs, "terminate")
-        return True
-
-    def _escalate(self, worker: _Worker, jobs: dict[str, _Job], how: str) -> None:
-        worker.timer = None
-        if worker.jobs is not jobs or not jobs or worker.state is _State.DEAD:
-            return
-        if how == "terminate":
-            logger.warning("job(s) %s ignored their cancel for %.1f s; terminating worker pid %s",
-                           ", ".join(jobs), self._cancel_grace, worker.handle.pid)
-            worker.state = _State.STOPPING
-            worker.handle.terminate()
-            assert self._loop is not None, "a running job implies a started executor"
-            worker.timer = self._loop.call_later(_KILL_AFTER, self._escalate, worker, jobs, "kill")
-        else:
-            worker.handle.kill()
-
-    def _cancel_timer(self, worker: _Worker) -> None:
-        if worker.timer is not None:
-            worker.timer.cancel()
-            worker.timer = None
-
-    def _finish(self, job: _Job, outcome: JobResult | BaseException) -> None:
+    def _finish(self, job: Job, outcome: JobResult | BaseException) -> None:
         if job.done:
             return
         job.done, job.outcome = True, outcome
@@ -524,17 +227,10 @@ class PoolExecutor:
             self._queue.finished(job)  # its user's later jobs move up a round
         job.events.put_nowait(None)
 
-    async def _wait_exited(self, timeout: float) -> None:
-        waiters = [asyncio.ensure_future(worker.exited.wait()) for worker in self._workers if not worker.exited.is_set()]
-        if not waiters:
-            return
-        _, pending = await asyncio.wait(waiters, timeout=timeout)
-        for waiter in pending:
-            waiter.cancel()
-
-    def _join_threads(self) -> None:
-        for worker in self._workers:
-            worker.handle.join_threads(timeout=2.0)
+    def _fail_waiting(self, error: BaseException) -> None:
+        for job in self._queue.ordered():
+            self._queue.remove(job)
+            self._finish(job, error)
 
 
 async def _report(on_progress: ProgressHandler, event: ProgressEvent, job_id: str) -> None:
@@ -555,14 +251,116 @@ def _remote_error(info: ErrorInfo, job_id: str) -> BaseException:
     return JobFailed(_FAILED.format(info.qualname), remote_type=info.type_name, remote_traceback=info.traceback)
 
 
-def _start_failure(worker: _Worker, exitcode: int | None) -> WorkerStartFailed:
-    info = worker.start_error
-    if info is None:
-        how = "stopped" if exitcode is None else f"exited with code {exitcode}"
-        return WorkerStartFailed(f"a dream worker on {worker.handle.device} {how} before it was ready")
-    failure = WorkerStartFailed(f"a dream worker on {worker.handle.device} could not start: {info.message}")
-    cause = info.rebuild()
-    if cause is None:
-        logger.error("worker start failed with %s:\n%s", info.type_name, info.traceback)
-    failure.__cause__ = cause
-    return failure
+# -- the fair order ------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class _Entry(Generic[T]):
+    item: T
+    user: str
+    group: tuple[str, str]  # ("guild", id), or ("user", id) for a job without a server
+    seq: int
+    round: int
+
+
+class FairQueue(Generic[T]):
+    """Waiting items served round-robin across users, and across servers within a round, instead of
+    first come first served: one user queueing fifty dreams does not make everybody wait for all fifty.
+
+    Each item gets a round when it is pushed: one more than its user's previous item's, but never
+    before the round now being served (a user back after a pause joins the current round without
+    credit for the time away). Rounds are served in turn, and within a round:
+    - users new to the rounds come first, servers alternating among them (a server's earlier items
+      first), so one busy server does not fill a round before a quiet one gets a turn; an item
+      without a server (a DM or the console) counts as its user's own server;
+    - then the users who started a job in the round before, in the order they started it there;
+    - then those whose previous item is still waiting, in that round's order.
+    Keeping each round in the order of the one before is what holds the promise: nobody's next
+    item waits behind more than one item of any other single user. Items are tracked by identity,
+    so two equal items are two jobs. Pure and synchronous: the executor dispatches, this only orders.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, _Entry[T]] = {}
+        self._running: dict[int, _Entry[T]] = {}
+        self._seq = itertools.count()
+        self._serving = 0  # the round of the last item started
+        self._next_round: dict[str, int] = {}  # per user: the round their next pushed item gets
+        self._starts = itertools.count()
+        self._started_in: dict[tuple[str, int], int] = {}  # (user, round) -> when, in start order, it started there
+        self._order: list[_Entry[T]] | None = None  # computed lazily: many reads follow one change
+
+    def push(self, item: T, *, user: str, guild: str | None) -> None:
+        """Queue `item` for `user`, from server `guild` (None for a DM or the console)."""
+        assert id(item) not in self._waiting and id(item) not in self._running, f"{item!r} is already queued; push each job once"
+        turn = max(self._serving, self._next_round.get(user, 0))
+        self._next_round[user] = turn + 1
+        group = ("user", user) if guild is None else ("guild", guild)
+        self._waiting[id(item)] = _Entry(item, user, group, next(self._seq), turn)
+        self._order = None
+
+    def remove(self, item: T) -> bool:
+        """Drop a waiting item (its job was cancelled); False when it is not waiting. Its user's
+        later items move up a round: a cancelled job does not cost its owner a turn."""
+        entry = self._waiting.pop(id(item), None)
+        if entry is None:
+            return False
+        for other in self._waiting.values():
+            if other.user == entry.user and other.round > entry.round:
+                other.round -= 1
+        self._next_round[entry.user] -= 1
+        self._order = None
+        return True
+
+    def take_batch(self, limit: int, same: Callable[[T], Hashable | None]) -> list[T]:
+        """Start the head and up to `limit - 1` later waiting items that may run with it.
+
+        `same(item)` is the batch key: items join the head when their key equals the head's, scanned
+        in service order; a None key runs alone. A user whose later item rode along has used a turn.
+        """
+        order = self.ordered()
+        assert order and limit >= 1, "take_batch needs a waiting item and a limit of at least 1"
+        key = same(order[0])
+        batch = [order[0]] + ([item for item in order[1:] if same(item) == key][: limit - 1] if key is not None else [])
+        for item in batch:
+            entry = self._waiting.pop(id(item))
+            self._running[id(item)] = entry
+            self._serving = max(self._serving, entry.round)
+            self._started_in[entry.user, entry.round] = next(self._starts)
+        for user, turn in [key for key in self._started_in if key[1] < self._serving - 1]:
+            del self._started_in[user, turn]  # only the round before the earliest waiting one is consulted
+        self._order = None
+        return batch
+
+    def finished(self, item: T) -> None:
+        """Forget a started item (its job ended)."""
+        del self._running[id(item)]
+
+    def ordered(self) -> list[T]:
+        """Waiting items in service order, the next to run first."""
+        if self._order is None:
+            rounds: dict[int, list[_Entry[T]]] = {}
+            for entry in sorted(self._waiting.values(), key=lambda e: e.seq):
+                rounds.setdefault(entry.round, []).append(entry)
+            self._order, before = [], {}
+            for turn in sorted(rounds):
+                before = before if turn - 1 in rounds else {}  # the previous round's order, when it has waiting items
+                group_turns: Counter[tuple[str, str]] = Counter()
+                keyed = []
+                for entry in rounds[turn]:
+                    started = self._started_in.get((entry.user, turn - 1))
+                    if started is not None:
+                        key = (1, started)
+                    elif entry.user in before:
+                        key = (2, before[entry.user])
+                    else:  # new to the rounds
+                        key = (0, group_turns[entry.group])
+                        group_turns[entry.group] += 1
+                    keyed.append((key, entry.seq, entry))
+                keyed.sort(key=lambda k: k[:2])  # seq is unique, so entries themselves are never compared
+                before = {k[2].user: place for place, k in enumerate(keyed)}
+                self._order += [k[2] for k in keyed]
+        return [entry.item for entry in self._order]
+
+    def __bool__(self) -> bool:
+        return bool(self._waiting)

@@ -21,7 +21,7 @@ import threading
 from typing import Any
 
 from ._wire import WorkerConfig
-from ._worker import serve
+from ._process import serve
 
 __all__ = ["RayWorker"]
 

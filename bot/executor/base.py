@@ -1,4 +1,4 @@
-"""The boundary every front talks to: submit a JobSpec, get progress events and a JobResult back.
+"""The boundary the service talks to: enqueue a JobSpec, wait for its progress events and its JobResult.
 
 Backends (a pool of local processes, or of Ray actors) implement `Executor`; fronts
 depend on this Protocol only, so a backend can change without touching a cog or the CLI.
@@ -54,12 +54,6 @@ class Executor(Protocol):
         is cancelled, `WorkerCrashed` when the worker died mid-job, `ExecutorClosed` on shutdown.
         Cancelling the awaiting task cancels the job too.
         """
-        ...
-
-    async def submit(
-        self, job_id: str, spec: JobSpec, on_progress: ProgressHandler | None = None, *, user: str = "", guild: str | None = None
-    ) -> JobResult:
-        """`enqueue` and `wait` in one call."""
         ...
 
     def predict(self, spec: JobSpec) -> float:

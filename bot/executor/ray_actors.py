@@ -50,7 +50,6 @@ class RayExecutor(PoolExecutor):
         self._address = address
         self._cpus_per_actor = cpus_per_actor
         self._gpus_per_actor = gpus_per_actor
-        self._threads_per_worker = max(1, int(cpus_per_actor))
         self._owns_ray = False  # whether close() shuts down the Ray that start() began
 
     async def _open_backend(self) -> list[str]:
@@ -67,6 +66,7 @@ class RayExecutor(PoolExecutor):
             return int(ray.cluster_resources().get("GPU", 0) / self._gpus_per_actor + 1e-9)
 
         devices = resolve_devices(self._requested_workers, self._device, cuda_device_count=gpu_slots)
+        self._threads_per_worker = self._requested_threads or max(1, int(self._cpus_per_actor))  # the CPUs Ray gives each actor
         # Ray shows each GPU actor only its own GPU(s), so "cuda" is right on whichever it was given.
         return ["cuda" if device.startswith("cuda") else device for device in devices]
 

@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ._engine import async_url
+from .database import async_url
 
 __all__ = ["MIGRATIONS_DIR", "alembic_config", "upgrade", "upgrade_async", "head_revision", "current_revision"]
 

@@ -1,19 +1,18 @@
-"""ORM tables. They must match migrations/versions exactly (tests/bot/test_migrations.py checks this).
+"""ORM tables. They must match migrations/versions exactly (tests/bot/store/test_migrations.py checks this).
 
 Ids from Discord (users, guilds, channels, roles) are kept as strings: they exceed 2**53 and the
-console front uses names, not numbers.
+console front uses names, not numbers. Times are epoch seconds (floats); those that record when
+something happened come from the database's clock (see database.py).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -22,13 +21,12 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
-    TypeDecorator,
     false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "User", "GuildSettingsRow", "RateLimitState", "Job", "GalleryEntry", "Like", "JOB_STATUSES",
-           "DELIVERY_STATES", "MAX_ID", "utcnow"]
+           "DELIVERY_STATES", "MAX_ID"]
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 MAX_ID = 2**31 - 1  # ids are 32-bit integer columns: a larger number names no row (and PostgreSQL refuses it)
@@ -47,27 +45,6 @@ NAMING_CONVENTION = {
 }
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class UTCDateTime(TypeDecorator):
-    """A timezone-aware UTC datetime; SQLite drops the zone, so it is put back on the way out."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; use datetime.now(timezone.utc)")
-        return value.astimezone(timezone.utc) if value is not None else None
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -76,7 +53,7 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
 
 
 class GuildSettingsRow(Base):
@@ -98,7 +75,7 @@ class GuildSettingsRow(Base):
     # Added in 0005: the server's gallery is on the web, and (apart from that) who made each result.
     public_gallery: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     public_names: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
 
 
 class RateLimitState(Base):
@@ -133,9 +110,9 @@ class Job(Base):
     guide: Mapped[bytes | None] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
     timings: Mapped[dict[str, float] | None] = mapped_column(JSON)
     result_location: Mapped[str | None] = mapped_column(Text)
     # Added in 0002: the link of the message that carries the result.
@@ -152,6 +129,11 @@ class Job(Base):
     delivery_error: Mapped[str | None] = mapped_column(Text)
     # Added in 0007: the message the result answers (the request, or its acknowledgement), if any.
     reply_to: Mapped[str | None] = mapped_column(String(64))
+    # Added in 0008: the front that asked ("discord", "console"), the command that makes the same
+    # result (without the prefix), and the result's media type.
+    front: Mapped[str | None] = mapped_column(String(16))
+    command: Mapped[str | None] = mapped_column(Text)
+    result_type: Mapped[str | None] = mapped_column(String(32))
 
 
 class GalleryEntry(Base):
@@ -172,11 +154,11 @@ class GalleryEntry(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     # Denormalised count, changed in the same transaction as the likes rows, for cheap "top".
     likes: Mapped[int] = mapped_column(Integer, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
     # Added in 0005: when its Discord message was deleted; a removed entry is in no gallery.
-    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    removed_at: Mapped[float | None] = mapped_column(Float)
     # Added in 0006: when it was reposted in its server's gallery channel (it is, once).
-    featured_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    featured_at: Mapped[float | None] = mapped_column(Float)
 
 
 class Like(Base):
@@ -186,4 +168,4 @@ class Like(Base):
         Integer, ForeignKey("gallery_entries.id", ondelete="CASCADE"), primary_key=True
     )
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)

@@ -15,7 +15,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..public import (
+from ..service.gallery import (
     GALLERY_PATH,
     ORDERS,
     RESULT_FILE_PATH,

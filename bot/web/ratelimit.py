@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..store._gcra import decide
+from ..store import gcra_decide
 
 __all__ = ["ClientLimit", "ClientLimiter"]
 
@@ -39,9 +39,10 @@ class ClientLimiter:
         return len(self._tats)
 
     def retry_after(self, client: str) -> float:
-        decision = decide(self._tats.get(client), self._clock(), burst=self.limit.burst, interval=1.0 / self.limit.per_second)
-        self._tats[client] = decision.tat
+        tat, retry_after = gcra_decide(self._tats.get(client), self._clock(), burst=self.limit.burst,
+                                       interval=1.0 / self.limit.per_second)
+        self._tats[client] = tat
         self._tats.move_to_end(client)
         while len(self._tats) > self.limit.max_clients:
             self._tats.popitem(last=False)
-        return decision.retry_after
+        return retry_after

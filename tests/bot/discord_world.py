@@ -10,9 +10,10 @@ import aiohttp
 
 from bot.discord_front import DreamBot
 from bot.executor import Executor
-from bot.service import DreamService
+from bot.results import LocalResults
+from bot.service import Service
 from bot.settings import Settings, load_settings
-from bot.store import RateLimits, Store
+from bot.store import DEFAULT_LEASE_SECONDS, RateLimits, Store
 from tests.fake_discord import FakeDiscord, running_bot
 
 __all__ = ["World", "open_world", "LIMIT"]
@@ -33,26 +34,24 @@ class World:
 
     @asynccontextmanager
     async def bot(self, *, delivery_interval: float = 0.2, **service_options: Any) -> AsyncIterator[DreamBot]:
-        """A started bot; `service_options` go to its DreamService (say, delivery_retry_seconds)."""
-        service = DreamService(store=self.store, executor=self.executor, results_dir=self.settings.results_dir,
-                               **service_options)
-        client = DreamBot(
-            service=service, settings=self.settings, http_session=self.session,
-            cdn_hosts=("127.0.0.1",), progress_interval=0.3, guild_ready_timeout=0.05,
-            delivery_interval=delivery_interval,
-        )
-        try:
+        """A started bot; `service_options` go to its Service (say, delivery_retry_seconds)."""
+        async with Service.open(store=self.store, executor=self.executor, results=LocalResults(self.settings.results_dir),
+                                **service_options) as service:
+            client = DreamBot(
+                service=service, settings=self.settings, http_session=self.session,
+                cdn_hosts=("127.0.0.1",), progress_interval=0.3, guild_ready_timeout=0.05,
+                delivery_interval=delivery_interval,
+            )
             async with running_bot(self.fake, client, timeout=LIMIT):
                 yield client
-        finally:
-            await service.close()
 
 
 @asynccontextmanager
-async def open_world(tmp_path: Path, executor: Executor, limits: RateLimits) -> AsyncIterator[World]:
+async def open_world(tmp_path: Path, executor: Executor, limits: RateLimits, *,
+                     lease_seconds: float = DEFAULT_LEASE_SECONDS) -> AsyncIterator[World]:
     settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", results_dir=tmp_path / "results",
                              device="cpu", _env_file=None)
     async with FakeDiscord(default_timeout=LIMIT) as fake, aiohttp.ClientSession() as session, \
-            Store.open(settings.database_url, limits=limits, upgrade=True) as store:
+            Store.open(settings.database_url, limits=limits, upgrade=True, lease_seconds=lease_seconds) as store:
         yield World(fake, store, executor, settings, session)
         assert fake.unknown_routes == [], fake.unknown_routes

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from core.errors import InvalidImage, InvalidParameter, JobCancelled, ModelUnavailable, UnknownModel
 from core.jobs import JobResult, JobSpec, ProgressEvent
 
-__all__ = ["FakeParams", "FakeRunner", "UnwarmableRunner", "fake_spec"]
+__all__ = ["FakeParams", "FakeRunner", "UnwarmableRunner", "fake_spec", "fake_compile", "fake_restore", "fake_describe"]
 
 
 @dataclass(frozen=True)
@@ -169,3 +169,22 @@ def fake_compile(kind: str, options: dict[str, Any] | None = None, *, images: Se
 def fake_restore(kind: str, params: dict[str, Any], *, seed: int, image: bytes | None = None, guide: bytes | None = None) -> JobSpec:
     """Stands in for core.spec.restore_job: a stored fake job back as FakeParams."""
     return fake_spec(kind, seed=seed, image=image, guide=guide, **params)
+
+
+def fake_describe(spec: JobSpec) -> str:
+    """Stands in for the reproduce command: the fake params as options, and the seed."""
+    options = " ".join(f"{name}:{value}" for name, value in vars(spec.params).items() if value != getattr(FakeParams(), name))
+    return f"{spec.kind} {options} seed:{spec.seed}".replace("  ", " ")
+
+
+class TimedRunner(FakeRunner):
+    """A FakeRunner whose results report stage timings, as core.runner's do: each result's `timings`
+    are the runner option `timings` (seconds by stage), so a batch's jobs all report the one shared
+    "dream" time of their batch, as the real runner's do."""
+
+    def __init__(self, device: str = "cpu", *, timings: dict[str, float] | None = None, **options: Any):
+        super().__init__(device, **options)
+        self.timings = dict(timings or {})
+
+    def _result(self, spec: JobSpec, started: float, **extra: Any) -> JobResult:
+        return replace(super()._result(spec, started, **extra), timings=dict(self.timings))

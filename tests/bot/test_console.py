@@ -11,6 +11,7 @@ from bot.console import run_console
 from bot.settings import load_settings
 from bot.store import Store
 from core.spec import compile_job
+from tests.bot.rows import add_job
 
 
 @pytest.fixture
@@ -61,11 +62,11 @@ async def test_console_runs_jobs_and_denies_past_the_limit(settings, photo_path)
 async def test_console_reruns_jobs_left_unfinished_by_a_previous_run(settings, photo_bytes):
     async with Store.open(settings.database_url, upgrade=True) as store:
         spec = compile_job("dream", {"steps": 1, "octaves": 1, "max_side": 96}, images=[photo_bytes("coffee.png")], seed=9)
-        job_id = await store.create_job(spec, user_id="console:you")
-        await store.mark_running(job_id)  # the previous console died here
+        job_id = await add_job(store, spec, user_id="console:you", front="console")
+        await store.jobs.mark_running(job_id)  # the previous console died here
     lines = await _chat(settings)
     assert any("unfinished" in line and f"job {job_id}" in line for line in lines), lines
     assert any(line.startswith(f"job {job_id} done") for line in lines), lines
     assert Image.open(settings.results_dir / f"job-{job_id}.png").size == (96, 64)
     async with Store.open(settings.database_url) as store:
-        assert (await store.get_job(job_id)).status == "done"
+        assert (await store.jobs.get(job_id)).status == "done"

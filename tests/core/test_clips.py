@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.clips import ClipLimits, decode_clip, is_clip, probe_clip, work_size
+from core.clips import ClipLimits, decode_clip, probe_clip, work_size
+from core.images import is_clip
 from core.errors import InvalidParameter, InvalidVideo, VideoTooLarge
 from core.spec import compile_job
 from tests.clip_making import animated, encode_video, pan_and_zoom

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from benchmarks.layer_flops import architecture_stages, count_stages
-from core.cost import BACKWARD_RATIO, DEFAULT_RATES, JobCost, RateMeter, Rates, job_cost, seconds, work_share
+from core.cost import BACKWARD_RATIO, DEFAULT_RATES, RateMeter, job_cost, seconds, work_share
+from core.jobs import JobCost, Rates
 from core.images import fit_longest_side
 from core.models.registry import MODELS
 from core.params import DreamParams, VisualizeParams, ZoomParams

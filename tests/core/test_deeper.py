@@ -17,8 +17,8 @@ from core.models.registry import get_entry
 from core.objectives import layer_objective
 from core.params import DreamParams
 from core.spec import compile_job
-from core.zoom import zoom_step
-from core.deeper import ITERATION_ZOOM, dream_deeper
+from core.images import zoom_step
+from core.dream import ITERATION_ZOOM, dream_deeper
 
 TINY = {"steps": 2, "octaves": 2, "max_side": 96}
 

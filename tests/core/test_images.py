@@ -12,7 +12,7 @@ import skimage
 from PIL import Image
 
 from core.errors import ImageTooLarge, InvalidImage
-from core.images import DEFAULT_MAX_PIXELS, decode_image, encode_image, fit_longest_side, load_image_file
+from core.images import DEFAULT_MAX_PIXELS, decode_image, encode_image, fit_longest_side
 
 PHOTOS = Path(skimage.__file__).parent / "data"
 RED, BLUE, GREEN = (220, 20, 30), (20, 40, 230), (30, 200, 40)
@@ -234,30 +234,6 @@ def test_normal_image_over_a_lower_limit():
         decode_image(data, max_pixels=100_000)
     assert "451x300" in assert_one_line(caught.value)
     assert decode_image(data, max_pixels=451 * 300).rgb.size == (451, 300)  # the limit itself is allowed
-
-
-def test_load_image_file(tmp_path):
-    path = tmp_path / "cat.png"
-    path.write_bytes(photo("chelsea.png"))
-    assert load_image_file(str(path)).rgb.size == (451, 300)
-
-    with pytest.raises(InvalidImage) as caught:
-        load_image_file(str(tmp_path / "missing.png"))
-    assert "missing.png" in assert_one_line(caught.value)
-
-    with pytest.raises(InvalidImage) as caught:
-        load_image_file(str(tmp_path))
-    assert "folder" in assert_one_line(caught.value)
-
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(photo("chelsea.png")[:5000])
-    with pytest.raises(InvalidImage) as caught:
-        load_image_file(str(broken))
-    assert "broken.png" in assert_one_line(caught.value)
-
-    with pytest.raises(ImageTooLarge) as caught:  # the subclass survives the file name being added
-        load_image_file(str(path), max_pixels=1000)
-    assert "cat.png" in assert_one_line(caught.value)
 
 
 # -- encoding and resizing -------------------------------------------------------------------

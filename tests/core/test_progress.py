@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.jobs import ProgressEvent
+from core.jobs import Span, monotonic
 from core.cost import work_share
-from core.progress import Span, monotonic
 from core.spec import compile_job
 
 

@@ -123,16 +123,23 @@ def test_auto_picks_a_webp_for_a_short_zoom_that_fits_and_an_mp4_otherwise(dream
     assert mime == "video/mp4" and len(mp4) <= tight and report.bitrate is None  # at full quality
 
 
-def test_the_auto_rule_holds_webp_looks_best_when_it_fits_and_mp4_is_smallest(dreamt):
-    """What `auto` rests on: at its top quality a WebP is truer to the frames than the MP4, which
-    takes the fewest bytes; a GIF takes the most, and squeezed into the WebP's bytes it is less true."""
-    encoded = {fmt: encode_clip(dreamt, 12.5, fmt, 10 << 20)[:2] for fmt in ("webp", "mp4", "gif")}
-    sizes = {fmt: len(data) for fmt, (data, _) in encoded.items()}
-    fidelity = {fmt: _psnr(_decoded(data, mime), dreamt) for fmt, (data, mime) in encoded.items()}
-    assert sizes["mp4"] < sizes["webp"] < sizes["gif"], sizes
-    assert fidelity["webp"] > fidelity["mp4"], fidelity
-    squeezed, mime, _ = encode_clip(dreamt, 12.5, "gif", sizes["webp"])
-    assert _psnr(_decoded(squeezed, mime), dreamt) < fidelity["webp"]
+# Fidelity each format keeps at its top quality, in dB of PSNR against the frames (and of 4x4 block
+# means, the tones). Measured on these frames under the default, AVX2 and AVX-512 kernels: WebP
+# 34.6 / 44.5, MP4 32.6 / 39.6-39.7, GIF 35.1-35.2 / 47.5; the floors leave 4.5 dB or more.
+FIDELITY_FLOORS = {"webp": (30.0, 40.0), "mp4": (28.0, 35.0), "gif": (30.0, 42.0)}
+
+
+@pytest.mark.parametrize("fmt", ["webp", "mp4", "gif"])
+def test_with_room_every_format_keeps_every_frame_at_its_size_and_looks_true(dreamt, fmt):
+    """What `auto` chooses between: each format, given room, holds all frames at their size, close
+    to what was dreamt. (Which is smallest, and how a GIF squeezed to a WebP's bytes looks, depend on
+    the frames: benchmarks/zooms.py reports them.)"""
+    data, mime, report = encode_clip(dreamt, 12.5, fmt, 10 << 20)
+    frames = _decoded(data, mime)
+    assert (report.format, report.frames, report.size, report.bytes) == (fmt, 8, (160, 106), len(data))
+    assert len(frames) == 8 and all(frame.shape == (106, 160, 3) for frame in frames)
+    grain, tones = FIDELITY_FLOORS[fmt]
+    assert _psnr(frames, dreamt) > grain and _psnr(frames, dreamt, block=4) > tones
 
 
 def test_gif_tones_do_not_band(dreamt):
@@ -149,13 +156,14 @@ def test_gif_tones_do_not_band(dreamt):
 def test_encoding_shrinks_to_any_budget_and_refits_in_its_own_format(dreamt):
     for fmt in ("gif", "webp", "mp4"):
         roomy, mime, report = encode_clip(dreamt, 12.5, fmt, 10 << 20)
-        assert (report.frames, report.size, report.bytes) == (8, (160, 106), len(roomy)) or fmt == "mp4"
+        assert (report.frames, report.size, report.bytes) == (8, (160, 106), len(roomy))
         for budget in (len(roomy) // 2, len(roomy) // 5):
             data, refit = refit_clip(roomy, mime, budget)
             assert len(data) <= budget, f"{fmt}: {len(data)} > {budget}"
             assert refit.format == fmt and len(_decoded(data, mime)) == refit.frames
     gif, report = refit_clip(encode_clip(dreamt, 12.5, "gif", 10 << 20)[0], "image/gif", 4096)
-    assert len(gif) <= 4096 and (report.frames < 8 or report.size < (160, 106))  # colours, then size, then frames
+    # Colours, then size, then frames: what fits 4 KiB has fewer frames or both sides smaller.
+    assert len(gif) <= 4096 and (report.frames < 8 or (report.size[0] < 160 and report.size[1] < 106))
 
 
 def test_zoom_respects_a_tight_byte_budget(runner):

@@ -125,7 +125,7 @@ def _command(errors: FormErrors, path: tuple[str | int, ...], command: dict[str,
         _slash_name(errors, path + ("name",), name)
         _description(errors, path + ("description",), description, command_level=True)
         _options(errors, path, command.get("options") or [], depth=0)
-        if (size := command_size(command)) > COMMAND_SIZE:
+        if command_size(command) > COMMAND_SIZE:
             errors.add(path, "APPLICATION_COMMAND_TOO_LARGE", f"Command exceeds maximum size ({COMMAND_SIZE})")
     else:
         if not 1 <= len(name) <= NAME_LENGTH:
@@ -265,10 +265,10 @@ def message_errors(payload: dict[str, Any], files: int = 0) -> dict[str, Any]:
     if sum(embed_size(e) for e in embeds) > EMBED_TOTAL:
         errors.add(("embeds",), "MAX_EMBED_SIZE_EXCEEDED", f"Embed size exceeds maximum size of {EMBED_TOTAL}")
     _components(errors, payload.get("components") or [])
-    if files + len([a for a in payload.get("attachments") or [] if a]) > ATTACHMENTS_MAX and files > 0:
+    # `attachments` describes the new files (by their index) and the ones an edit keeps (by id).
+    described = payload.get("attachments") or []
+    if max(files, len(described)) > ATTACHMENTS_MAX:
         errors.too_long(("attachments",), ATTACHMENTS_MAX)
-    elif files > ATTACHMENTS_MAX:
-        errors.too_long(("files",), ATTACHMENTS_MAX)
     nonce = payload.get("nonce")
     if nonce is not None:
         if not isinstance(nonce, (str, int)) or isinstance(nonce, bool):

@@ -231,7 +231,8 @@ class Rest:
             return discord_error(413, 40005, "Request entity too large")
         return None
 
-    def _validate_message(self, payload: dict[str, Any], files: list[UploadedFile], *, creating: bool) -> web.Response | None:
+    def _validate_message(self, request: web.Request, payload: dict[str, Any], files: list[UploadedFile], *,
+                          creating: bool) -> web.Response | None:
         """Discord's limits on a message body (see _limits), then "Cannot send an empty message"."""
         if errors := message_errors(payload, len(files)):
             return self._refuse(request, errors)
@@ -285,7 +286,7 @@ class Rest:
         guild_id = guild.id if guild is not None else None
         if (error := self._check_upload(request, guild_id, files)) is not None:
             return None, [], error
-        if (error := self._validate_message(payload, files, creating=not flags & MESSAGE_FLAG_LOADING)) is not None:
+        if (error := self._validate_message(request, payload, files, creating=not flags & MESSAGE_FLAG_LOADING)) is not None:
             return None, [], error
         reference = payload.get("message_reference")
         if reference is not None and int(reference["message_id"]) not in world.messages:
@@ -326,7 +327,7 @@ class Rest:
         guild_id = int(message["guild_id"]) if message.get("guild_id") else None
         if (error := self._check_upload(request, guild_id, files)) is not None:
             return [], error
-        if (error := self._validate_message(payload, files, creating=False)) is not None:
+        if (error := self._validate_message(request, payload, files, creating=False)) is not None:
             return [], error
         mid = int(message["id"])
         for key in ("content", "embeds", "components"):

@@ -20,10 +20,11 @@ from sqlalchemy import func, select
 
 from bot.commands import Request
 from bot.executor import LocalProcessExecutor
-from bot.service import Accepted, DreamService, Requester
+from bot.results import LocalResults
+from bot.service import Accepted, Requester, Service
 from bot.store import RateLimits, Store
 from bot.store.models import Job
-from tests.bot.fake_runners import fake_compile, fake_restore
+from tests.bot.fake_runners import fake_compile, fake_describe, fake_restore
 
 TICKETS = 1_000_000  # seeds of process i are i * TICKETS + ticket
 USERS, GUILDS = 5, 3  # jobs come from a few users in a few servers, so the fair queue has work to do
@@ -33,7 +34,7 @@ JOB = {"steps": 4, "sleep": 0.05}  # about 0.2 s of "work": long enough for kill
 async def next_ticket(store: Store, index: int) -> int:
     """The first ticket of this process not in the database yet (a killed run may have submitted some)."""
     low, high = index * TICKETS, (index + 1) * TICKETS
-    async with store.engine.connect() as conn:
+    async with store.database.engine.connect() as conn:
         top = (await conn.execute(select(func.max(Job.seed)).where(Job.seed >= low, Job.seed < high))).scalar_one()
     return 0 if top is None else top - low + 1
 
@@ -55,13 +56,13 @@ async def serve(url: str, index: int, jobs: int, workdir: Path, lease: float, he
             workers=2, runner_factory="tests.soak.runner:SoakRunner", cancel_grace=1.0, shutdown_timeout=2.0,
             runner_options={"log_path": str(workdir / "runs.log")},
         )
-        async with executor:
-            service = DreamService(store=store, executor=executor, results_dir=workdir / "results",
-                                   compile=fake_compile, restore=fake_restore, heartbeat_seconds=heartbeat)
+        async with executor, Service.open(store=store, executor=executor, results=LocalResults(workdir / "results"),
+                                          compile=fake_compile, restore=fake_restore, describe=fake_describe,
+                                          heartbeat_seconds=heartbeat) as service:
             followers: set[asyncio.Task] = set()
 
             async def follow(job_id: int) -> None:
-                outcome = await service.follow(job_id)
+                outcome = await service.jobs.follow(job_id)
                 if outcome.status == "done":
                     append_line(workdir / "posts.log", f"{job_id} {index} {os.getpid()}\n")
 
@@ -74,18 +75,17 @@ async def serve(url: str, index: int, jobs: int, workdir: Path, lease: float, he
             async def on_adopted(records) -> None:
                 follow_all([record.id for record in records])
 
-            follow_all([record.id for record in await service.recover(on_adopted=on_adopted)])
+            follow_all([record.id for record in await service.leases.recover(on_adopted=on_adopted)])
             for ticket in range(await next_ticket(store, index), jobs):
                 if stop.is_set():
                     break
                 requester = Requester(f"soak-{index}-{ticket % USERS}", guild_id=f"g{ticket % GUILDS}", channel_id="c")
-                accepted = await service.submit(Request("zoom", dict(JOB), seed=index * TICKETS + ticket), requester)
+                accepted = await service.jobs.submit(Request("zoom", dict(JOB), seed=index * TICKETS + ticket), requester)
                 if not isinstance(accepted, Accepted):  # limits are off, so only when stopping
                     break
                 follow_all([accepted.job_id])
                 await asyncio.sleep(pace)
             await stop.wait()
-            await service.close()
 
 
 def main() -> None:

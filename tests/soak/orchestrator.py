@@ -162,7 +162,7 @@ async def soak(
 
 
 async def _counts(store: Store) -> tuple[int, int]:
-    async with store.engine.connect() as conn:
+    async with store.database.engine.connect() as conn:
         rows = (await conn.execute(select(Job.status))).scalars().all()
     return len(rows), sum(1 for status in rows if status in ("queued", "running"))
 
@@ -195,7 +195,7 @@ def _alive(pid: int) -> bool:
 
 
 async def _check(store: Store, report: SoakReport, workdir: Path, shares: list[int]) -> None:
-    async with store.engine.connect() as conn:
+    async with store.database.engine.connect() as conn:
         rows = (await conn.execute(select(Job.id, Job.seed, Job.status, Job.error, Job.result_location))).all()
         report.integrity = await _integrity(conn, rows)
     report.jobs = len(rows)

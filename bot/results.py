@@ -1,0 +1,81 @@
+"""Where finished jobs' results are kept: one place every process reads and writes them through.
+
+A result is stored under its job's name (`job-12.png`); the job row keeps that location and the
+media type. `LocalResults` keeps them in a folder (RESULTS_DIR), written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from pathlib import Path, PurePath
+from typing import Protocol
+
+from core.jobs import FILE_EXTENSIONS
+
+__all__ = ["ResultStore", "LocalResults", "result_name"]
+
+
+def result_name(job_id: int, media_type: str) -> str:
+    """A result's name in any store: the job's, with the extension of its type."""
+    return f"job-{job_id}.{FILE_EXTENSIONS[media_type]}"
+
+
+class ResultStore(Protocol):
+    async def save(self, job_id: int, data: bytes, media_type: str) -> str:
+        """Keep a result; returns its location, which the job row records."""
+        ...
+
+    async def read(self, location: str) -> bytes | None:
+        """A kept result's bytes; None when it is gone."""
+        ...
+
+    def path(self, location: str) -> Path | None:
+        """The file holding a result, for a server that sends files as they are; None when gone."""
+        ...
+
+    def describe(self, location: str) -> str:
+        """Where a result is, for a person: a file's path, or an object's address."""
+        ...
+
+
+class LocalResults:
+    """Results as files in `folder`. A location is a file name there; an older row's full path is
+    read by its name only, so no location can reach outside the folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    async def save(self, job_id: int, data: bytes, media_type: str) -> str:
+        name = result_name(job_id, media_type)
+        await asyncio.to_thread(self._write, name, data)
+        return name
+
+    def _write(self, name: str, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, self.folder / name)  # never a half-written result
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    async def read(self, location: str) -> bytes | None:
+        path = self.path(location)
+        if path is None:
+            return None
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:  # removed between the look and the read
+            return None
+
+    def describe(self, location: str) -> str:
+        return str(self.folder / PurePath(location).name)
+
+    def path(self, location: str) -> Path | None:
+        name = PurePath(location).name
+        path = self.folder / name
+        return path if name and not name.startswith(".") and path.is_file() else None
