@@ -13,14 +13,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DATABASE_URL=sqlite+aiosqlite:////data/dreambot.db \
     RESULTS_DIR=/data/results
 
-WORKDIR /app
-COPY pyproject.toml README.md ./
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
 COPY core ./core
 COPY bot ./bot
 COPY migrations ./migrations
-# Editable install: the Alembic migrations are read from /app/migrations beside the packages.
-# The postgres extra (asyncpg) lets DATABASE_URL point at PostgreSQL instead of the SQLite file.
-RUN pip install -e '.[postgres]' && mkdir -p /data "$TORCH_HOME/hub/checkpoints"
+# A plain install, as from a wheel: the migrations, templates and data files ship inside the
+# package, so nothing is read from the source folder, which is removed. The postgres extra
+# (asyncpg) lets DATABASE_URL point at PostgreSQL instead of the SQLite file.
+RUN pip install '.[postgres]' && cd / && rm -rf /src && mkdir -p /data "$TORCH_HOME/hub/checkpoints"
+WORKDIR /data
 COPY weights/ /opt/torch/hub/checkpoints/
 
 RUN useradd --create-home dreambot && chown -R dreambot /data

@@ -1,14 +1,16 @@
 """Alembic driven from code: no alembic.ini on disk, the URL comes from our settings.
 
-The revision files live in the repository's `migrations/` folder (the project is installed
-editable). `upgrade` is synchronous because env.py runs its own event loop; from async code call
-`upgrade_async`, which runs it in a worker thread.
+The revision files live in the repository's `migrations/` folder, which the package ships as
+`bot.store.migrations` (see setup.py): an installed bot finds them beside its code, from any
+working directory. `upgrade` is synchronous because env.py runs its own event loop; from async
+code call `upgrade_async`, which runs it in a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -21,14 +23,13 @@ from .database import async_url
 
 __all__ = ["MIGRATIONS_DIR", "alembic_config", "upgrade", "upgrade_async", "head_revision", "current_revision"]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = Path(str(resources.files("bot.store.migrations")))
 
 
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic Config pointing at MIGRATIONS_DIR; env.py reads the URL from `attributes["url"]`."""
-    assert (MIGRATIONS_DIR / "env.py").is_file(), (
-        f"migrations not found at {MIGRATIONS_DIR}; run from a checkout installed with pip install -e ."
-    )
+    if not (MIGRATIONS_DIR / "env.py").is_file():
+        raise RuntimeError(f"the migrations are missing from {MIGRATIONS_DIR}; reinstall dreambot")
     config = Config()
     # ConfigParser treats % as interpolation; a path may contain one.
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
