@@ -1,13 +1,19 @@
-"""`make bench`: the project's dream, visualize and zoom against a naive reference loop, in one process.
+"""`make bench`: the project's jobs against naive reference loops doing the same work, in one process.
 
     python -m benchmarks.run [--device cpu|cuda] [--quick] [--reps N] [--model NAME] [--out PATH]
 
-The naive loop is written here on purpose, the way a first PyTorch port of google/deepdream looks:
+The naive loops are written here on purpose, the way a first PyTorch port of google/deepdream looks:
 the same network and weights, but fp32, eager, NCHW, batch norms as separate layers, the whole
 image in one pass (no tiles), forward to the layer, gradient to the input, a step normalised by
 its mean magnitude, roll jitter; the same octave, step and jitter counts as the project's
-defaults. Project and naive runs alternate within each repetition and the table shows medians,
-so the ratios hold even when other processes take the CPU now and then (absolute times do not).
+defaults. Each row compares the same work: a dream toward a class gets the same step shaping on
+both sides; the natural render (the default style) is compared with MACO's loop written plainly
+(the same phase-only image, crops, noise, objective, optimiser and steps, one crop at a time),
+the vivid style with its own plain Fourier loop. The video row's naive side dreams every frame
+alone at the first frame's settings, as a plain loop would; the project carries the detail along
+the motion and refreshes it with a third of the steps. Project and naive runs alternate within
+each repetition and the table shows medians, so the ratios hold even when other processes take
+the CPU now and then (absolute times do not).
 
 Columns:
   step ms   one gradient step at the job's full size (dream, zoom) or one render step (visualize)
@@ -34,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,16 +50,17 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from core.dream import DreamSettings, dream, tiled_gradient
+from core.clips import decode_clip
+from core.dream import DreamSettings, dream, natural_step, tiled_gradient
 from core.images import decode_image, encode_image, fit_longest_side, to_pil, to_tensor
 from core.jobs import JobSpec
 from core.models.classes import resolve_class
 from core.models.registry import get_entry, load_network, resolve_layers
 from core.objectives import Objective, class_logit_objective, layer_objective
-from core.parameterization import fourier_image
-from core.params import validate_params
-from core.render import RenderSettings, render
-from core.runner import JobRunner
+from core.parameterization import fourier_image, phase_image
+from core.params import fields_for, validate_params
+from core.render import PHASE_LR_SCALE, NaturalRenderSettings, RenderSettings, render, render_natural
+from core.runner import TARGET_STEP_SHAPING, JobRunner, dream_settings
 from core.spec import compile_job
 from core.transforms import compose, standard_transforms
 from core.clip_encoding import encode_clip
@@ -92,8 +99,14 @@ class NaiveNetwork:
 
 
 def naive_dream(net: NaiveNetwork, image: torch.Tensor, *, steps: int, octaves: int, octave_scale: float,
-                jitter: int, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
-    """The notebook's loop: octaves small to large, carrying the detail; roll, gradient, normalised step."""
+                jitter: int, generator: torch.Generator, strength: float = 1.0, class_index: int | None = None,
+                smoothing: float = 0.0, pull: float = 0.0) -> torch.Tensor:
+    """The notebook's loop: octaves small to large, carrying the detail; roll, gradient, normalised step.
+
+    class_index: raise that class's score (a dream toward a class; `net` ends at the logits) rather
+    than the layer's activations. smoothing, pull: a target dream's step shaping, applied the same
+    way as the project's (`natural_step`, then a pull toward the photo after each step).
+    """
     sizes = [tuple(image.shape[-2:])]
     for _ in range(octaves - 1):
         h, w = round(sizes[-1][0] / octave_scale), round(sizes[-1][1] / octave_scale)
@@ -109,10 +122,15 @@ def naive_dream(net: NaiveNetwork, image: torch.Tensor, *, steps: int, octaves: 
         for _ in range(steps):
             dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist()
             rolled = img.roll((dy, dx), dims=(2, 3)).detach().requires_grad_(True)
-            loss = net(rolled).pow(2).mean()
+            out = net(rolled)
+            loss = out[:, class_index].mean() if class_index is not None else out.pow(2).mean()
             (grad,) = torch.autograd.grad(loss, rolled)
             grad = grad.roll((-dy, -dx), dims=(2, 3))
+            if smoothing:
+                grad = natural_step(grad, smoothing)
             img = (img + BASE_STEP * strength / (grad.abs().mean() + 1e-8) * grad).clamp(0, 1).detach()
+            if pull:
+                img = img.lerp(octave_base, pull)
         detail = img - octave_base
     return img
 
@@ -126,6 +144,31 @@ def naive_render(net: NaiveNetwork, class_index: int, *, size: int, steps: int, 
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
         loss = -net(transform(image_fn()))[:, class_index].mean()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        return image_fn()
+
+
+def naive_natural_render(net: NaiveNetwork, class_index: int, settings: NaturalRenderSettings, *,
+                         generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """The project's natural (MACO) render written the plain way: the same phase-only image with
+    photos' spectrum, the same crops (count, sizes, noise, input size), objective, optimiser and
+    steps, but each crop cut, resized and run through the plain network on its own."""
+    size = settings.size
+    params, image_fn = phase_image(size, size, generator, device=device)
+    optimizer = torch.optim.NAdam(params, lr=settings.lr * PHASE_LR_SCALE)
+    for _ in range(settings.steps):
+        optimizer.zero_grad(set_to_none=True)
+        image = image_fn()
+        loss = 0.0
+        for _ in range(settings.crops):
+            side = int(size * (settings.min_crop + (settings.max_crop - settings.min_crop) * float(torch.rand((), generator=generator))))
+            top, left = (int(torch.randint(0, size - side + 1, (), generator=generator)) for _ in range(2))
+            crop = F.interpolate(image[..., top:top + side, left:left + side], size=(settings.input_size,) * 2,
+                                 mode="bilinear", align_corners=False)
+            crop = crop + settings.noise * torch.randn(crop.shape, generator=generator).to(device)
+            loss = loss - net(crop)[:, class_index].mean() / settings.crops
         loss.backward()
         optimizer.step()
     with torch.no_grad():
@@ -168,24 +211,45 @@ def photo(size: int, fmt: str = "PNG") -> bytes:
     return out.getvalue()
 
 
+def clip(frames: int, side: int) -> bytes:
+    """A pan and zoom over scikit-image's chelsea, as an H.264 MP4 (the clip the tests use, larger)."""
+    import skimage
+
+    from tests.clip_making import encode_video, pan_and_zoom
+
+    return encode_video(pan_and_zoom(Path(skimage.__file__).parent / "data" / "chelsea.png", frames, (side, side * 3 // 4)), fps=24)
+
+
+def make_input(source: dict[str, Any] | None) -> bytes | None:
+    """A case's input from its description ({"photo": side} or {"clip": [frames, side]}), so a
+    child process makes the same one."""
+    if source is None:
+        return None
+    return photo(source["photo"], "JPEG") if "photo" in source else clip(*source["clip"])
+
+
 @dataclass
 class Case:
     name: str
     kind: str
     params: dict[str, Any]
-    image: bytes | None = None
+    source: dict[str, Any] | None = None  # the input, as make_input describes it
+    key: str = ""  # its row among the targets; the kind when empty
     seed: int = 0
     typed: Any = field(init=False)
+    image: bytes | None = field(init=False)
 
     def __post_init__(self):
         self.typed = validate_params(self.kind, self.params)
+        self.image = make_input(self.source)
+        self.key = self.key or self.kind
 
     def spec(self) -> JobSpec:
         return compile_job(self.kind, self.params, images=[self.image] if self.image is not None else [], seed=self.seed)
 
 
 def naive_layer(case: Case) -> str:
-    if case.kind == "visualize":
+    if case.kind == "visualize" or getattr(case.typed, "target", "") and case.kind == "dream":
         return "logits"
     layers = resolve_layers(get_entry(case.typed.model), case.typed.layer)
     assert len(layers) == 1, "the naive loop amplifies one layer; give the case one layer"
@@ -196,10 +260,26 @@ def naive_job(case: Case, net: NaiveNetwork, device: torch.device) -> bytes:
     """The case as a whole job the naive way: the same decoding and encoding around the naive loop."""
     p, generator = case.typed, torch.Generator().manual_seed(case.seed)
     if case.kind == "dream":
+        p = case.spec().params  # a target's defaults filled in, as the project's job gets them
         rgb = fit_longest_side(decode_image(case.image).rgb, p.max_side)
+        shaping = TARGET_STEP_SHAPING if p.target else {}
         out = naive_dream(net, to_tensor(rgb).to(device), steps=p.steps, octaves=p.octaves, octave_scale=p.octave_scale,
-                          jitter=p.jitter, generator=generator, strength=p.strength)
+                          jitter=p.jitter, generator=generator, strength=p.strength,
+                          class_index=resolve_class(p.target) if p.target else None, **shaping)
         return encode_image(to_pil(out), "PNG")[0]
+    if case.kind == "video":
+        decoded = decode_clip(case.image, max_side=p.max_side)
+        frames = [np.asarray(to_pil(naive_dream(net, to_tensor(Image.fromarray(frame)).to(device), steps=p.steps,
+                                                octaves=p.octaves, octave_scale=p.octave_scale, jitter=p.jitter,
+                                                generator=generator, strength=p.strength)))
+                  for frame in decoded.frames]
+        return encode_clip(frames, decoded.info.fps, p.format, p.max_bytes)[0]
+    if case.kind == "visualize" and p.style == "natural":
+        image = naive_natural_render(net, resolve_class(p.target), fields_for(NaturalRenderSettings, p),
+                                     generator=generator, device=device)
+        with torch.no_grad():
+            net(image).softmax(-1)  # the project's job classifies its render too
+        return encode_image(to_pil(image), "PNG")[0]
     if case.kind == "visualize":
         image = naive_render(net, resolve_class(p.target), size=p.size, steps=p.steps, lr=p.lr,
                              generator=generator, device=device)
@@ -222,27 +302,41 @@ def step_functions(case: Case, runner: JobRunner, naive: NaiveNetwork, steps: in
     p, device = case.typed, runner.device
     if case.kind == "visualize":
         net, objective = runner.network(p.model), class_logit_objective(resolve_class(p.target))
+        if p.style == "natural":
+            natural = replace(fields_for(NaturalRenderSettings, p), steps=steps)
+            return (
+                lambda: render_natural(net, objective, natural, torch.Generator().manual_seed(0), device=device),
+                lambda: naive_natural_render(naive, objective_class(objective), natural,
+                                             generator=torch.Generator().manual_seed(0), device=device),
+            )
         settings = RenderSettings(size=p.size, steps=steps, lr=p.lr)
         return (
             lambda: render(net, objective, settings, torch.Generator().manual_seed(0), device=device),
             lambda: naive_render(naive, objective_class(objective), size=p.size, steps=steps, lr=p.lr,
                                  generator=torch.Generator().manual_seed(0), device=device),
         )
+    shaping: dict[str, float] = {}
+    class_index = None
     if case.kind == "dream":
+        p = case.spec().params  # a target's defaults filled in
         image = to_tensor(fit_longest_side(decode_image(case.image).rgb, p.max_side)).to(device)
+        tile, jitter = p.tile, p.jitter
+        if p.target:
+            shaping, class_index = dict(TARGET_STEP_SHAPING), resolve_class(p.target)
+    elif case.kind == "video":  # a frame's step: the first frame's dream, at the clip's size
+        image = to_tensor(Image.fromarray(decode_clip(case.image, max_side=p.max_side).frames[0])).to(device)
         tile, jitter = p.tile, p.jitter
     else:
         image, tile, jitter = noise_image(p.size, p.size, torch.Generator().manual_seed(0)).to(device), 512, 32
     net = runner.network(p.model)
-    objective = layer_objective(naive_layer(case))
-    settings = DreamSettings(steps=steps, octaves=1, tile=tile, jitter=jitter)
-    key = (net.name, objective.name) if case.kind == "dream" else None  # zoom_frames runs eagerly
+    objective = class_logit_objective(class_index) if class_index is not None else layer_objective(naive_layer(case))
+    settings = replace(dream_settings(p) if case.kind == "dream" else DreamSettings(), steps=steps, octaves=1, tile=tile, jitter=jitter)
+    key = (net.name, objective.name) if case.kind in ("dream", "video") else None  # zoom_frames runs eagerly
     return (
         lambda: dream(net, objective, image, settings, torch.Generator().manual_seed(0),
-                      precision=runner.precision_for(p.model) if case.kind == "dream" else "fp32",
-                      graphs=runner.graphs, graph_key=key),
+                      precision=runner.precision_for(p.model) if key else "fp32", graphs=runner.graphs, graph_key=key),
         lambda: naive_dream(naive, image, steps=steps, octaves=1, octave_scale=1.4, jitter=jitter,
-                            generator=torch.Generator().manual_seed(0)),
+                            generator=torch.Generator().manual_seed(0), class_index=class_index, **shaping),
     )
 
 
@@ -284,8 +378,7 @@ def peak_rss_mb() -> float:
 def child_main(request: dict[str, Any]) -> dict[str, Any]:
     """Runs one job once in this (fresh) process and reports its peak memory."""
     device = torch.device(request["device"])
-    case = Case(request["name"], request["kind"], request["params"],
-                image=photo(request["image_size"], "JPEG") if request.get("image_size") else None)
+    case = Case(request["name"], request["kind"], request["params"], source=request.get("source"))
     if request["impl"] == "project":
         runner = JobRunner(str(device), allow_download=False)
         runner.warm(case.typed.model)
@@ -422,10 +515,22 @@ def bf16_check(net, objective: Objective, image: torch.Tensor, settings: DreamSe
 
 
 def make_cases(model: str, quick: bool) -> list[Case]:
+    """Each case is one job, run by the project and by a naive loop doing the same work: the same
+    network, objective, parameterisation, crops, steps and sizes, written the plain way."""
     base = {"model": model}
+    render_steps = {"steps": 64} if quick else {}
+    frames = 6 if quick else 24
     return [
-        Case("dream 512x512", "dream", dict(base), image=photo(512)),  # defaults: 4 octaves x 10 steps
-        Case("visualize 224" + (" (64 steps)" if quick else ""), "visualize", {**base, **({"steps": 64} if quick else {})}),
+        Case("dream 512x512", "dream", dict(base), source={"photo": 512}),  # defaults: 4 octaves x 10 steps
+        # The default style, against MACO's loop written plainly (crops one by one).
+        Case("visualize 224 natural" + (" (64 steps)" if quick else ""), "visualize", {**base, **render_steps}),
+        Case("visualize 224 vivid" + (" (64 steps)" if quick else ""), "visualize", {**base, "style": "vivid", **render_steps},
+             key="visualize-vivid"),
+        # A dream toward a class: the target's defaults and step shaping on both sides.
+        Case("target dream 512 (banana)", "dream", {**base, "target": "banana"}, source={"photo": 512}, key="target"),
+        # The naive side dreams every frame alone at the first frame's settings (what a plain
+        # loop does with a video); the project carries detail along the motion and refreshes it.
+        Case(f"video 320 ({frames} frames)", "video", dict(base), source={"clip": [frames, 320]}),
         Case(f"zoom 320 ({3 if quick else 6} frames)", "zoom", {**base, "frames": 3 if quick else 6}),
     ]
 
@@ -483,10 +588,10 @@ def main(argv: list[str] | None = None) -> int:
                 times[impl]["job"].append(timed(jobs[impl], device))
             print(f"  {case.name} rep {rep + 1}/{reps}: "
                   + ", ".join(f"{impl} job {times[impl]['job'][-1]:.2f} s" for impl in jobs), flush=True)
-        row: dict[str, Any] = {"case": case.name, "kind": case.kind, "params": case.params}
+        row: dict[str, Any] = {"case": case.name, "kind": case.kind, "key": case.key, "params": case.params}
         for impl in jobs:
             peak = run_child({"impl": impl, "device": str(device), "name": case.name, "kind": case.kind,
-                              "params": case.params, "image_size": 512 if case.image is not None else None})
+                              "params": case.params, "source": case.source})
             row[impl] = {
                 "step_ms": _median(times[impl]["step"]) * 1000,
                 "job_s": _median(times[impl]["job"]),
@@ -501,8 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     # The 4096 x 4096 dream: memory and seams in a fresh process (one octave: the top one is the peak).
     big_params = {"model": args.model, "max_side": 4096, "octaves": 1, "steps": 3 if args.quick else 5}
     big = run_child({"impl": "project", "device": str(device), "name": "dream 4096", "kind": "dream",
-                     "params": big_params, "image_size": 4096, "seams": True})
-    big_row: dict[str, Any] = {"case": "dream 4096x4096 (1 octave)", "kind": "dream", "params": big_params}
+                     "params": big_params, "source": {"photo": 4096}, "seams": True})
+    big_row: dict[str, Any] = {"case": "dream 4096x4096 (1 octave)", "kind": "dream", "key": "dream-big", "params": big_params}
     steps_4096 = big_params["steps"]
     big_row["project"] = {
         "step_ms": big["timings"]["dream"] / steps_4096 * 1000 if "timings" in big else None,
@@ -551,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in results:
         cold = {impl: row[impl].get("child", {}).get("job_s") for impl in ("project", "naive")}
         if cold["project"] and cold["naive"]:
-            print(f"  {row['case']:<28} project {cold['project']:.2f} s, naive {cold['naive']:.2f} s, ratio {cold['project'] / cold['naive']:.2f}")
+            print(f"  {row['case']:<34} project {cold['project']:.2f} s, naive {cold['naive']:.2f} s, ratio {cold['project'] / cold['naive']:.2f}")
     print()
     seams = big.get("seams") or {}
     print(f"4096 seams: border/control jump ratio rows {seams.get('rows_border', float('nan')):.3f}/{seams.get('rows_control', float('nan')):.3f}, "
@@ -572,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def targets(results: list[dict], bf16: dict, big: dict, cases: list[Case], device: torch.device) -> list[dict[str, Any]]:
-    rows = {row["kind"] + ("-big" if "4096" in row["case"] else ""): row for row in results}
+    rows = {row["key"]: row for row in results}
     checks = []
 
     def check(name: str, value: float | None, limit: float, applies: bool = True, note: str = "") -> None:
@@ -603,13 +708,13 @@ def format_table(results: list[dict[str, Any]]) -> str:
     def cell(value: float | None, digits: int) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    header = (f"{'case':<28} | {'step ms':>8} {'naive':>8} {'ratio':>6} | {'job s':>7} {'naive':>7} {'ratio':>6} | "
+    header = (f"{'case':<34} | {'step ms':>8} {'naive':>8} {'ratio':>6} | {'job s':>7} {'naive':>7} {'ratio':>6} | "
               f"{'peak MB':>8} {'naive':>8} {'ratio':>6}")
     lines = [header, "-" * len(header)]
     for row in results:
         p, n, r = row["project"], row["naive"], row["ratio"]
         lines.append(
-            f"{row['case']:<28} | {cell(p['step_ms'], 1):>8} {cell(n['step_ms'], 1):>8} {cell(r['step_ms'], 2):>6} | "
+            f"{row['case']:<34} | {cell(p['step_ms'], 1):>8} {cell(n['step_ms'], 1):>8} {cell(r['step_ms'], 2):>6} | "
             f"{cell(p['job_s'], 2):>7} {cell(n['job_s'], 2):>7} {cell(r['job_s'], 2):>6} | "
             f"{cell(p['peak_mb'], 0):>8} {cell(n['peak_mb'], 0):>8} {cell(r['peak_mb'], 2):>6}"
         )

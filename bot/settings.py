@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     workers: int = Field(0, ge=0)  # 0: one per GPU, or one on CPU
     max_batch: int = Field(0, ge=0)  # same-shaped dreams run together; 0: 8 on GPUs, 1 on CPU
+    # Torch threads in each local worker; 0: the worker's share of the cores (cores // workers), so
+    # the workers never ask for more cores than there are. Results depend on it (README: reproducible).
+    threads_per_worker: int = Field(0, ge=0)
     # Where the WORKERS run: processes on this machine, or actors on Ray (0 workers: one per GPU share
     # of the cluster). RAY_ADDRESS: empty starts Ray on this machine, "auto" joins this machine's
     # cluster, "ray://host:port" one through Ray Client. Each actor holds RAY_CPUS_PER_ACTOR CPUs

@@ -28,6 +28,7 @@ def build_executor(settings: Settings) -> PoolExecutor:
         warm_models=(settings.dream_model,),
         max_batch=settings.max_batch or None,
         runner_options=settings.runner_options,
+        threads_per_worker=settings.threads_per_worker or None,
     )
     if settings.executor == "ray":
         return RayExecutor(**pool, address=settings.ray_address, cpus_per_actor=settings.ray_cpus_per_actor,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._devices import resolve_devices
+from ._devices import available_cores, resolve_devices, threads_per_worker
 from ._pool import FairQueue, PoolExecutor
 from ._process import LocalProcessExecutor
 from .base import Executor, ProgressHandler, QueuePlace
@@ -18,6 +18,8 @@ __all__ = [
     "LocalProcessExecutor",
     "RayExecutor",
     "resolve_devices",
+    "threads_per_worker",
+    "available_cores",
     "ExecutorError",
     "WorkerCrashed",
     "WorkerStartFailed",

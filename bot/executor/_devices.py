@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-__all__ = ["resolve_devices", "threads_per_worker"]
+__all__ = ["resolve_devices", "threads_per_worker", "available_cores"]
 
 
 def resolve_devices(workers: int, device: str, *, cuda_device_count: Callable[[], int] | None = None) -> list[str]:
@@ -32,9 +32,19 @@ def resolve_devices(workers: int, device: str, *, cuda_device_count: Callable[[]
     return [device] * workers
 
 
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a container's or taskset's limit), not
+    every core of the machine."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
 def threads_per_worker(workers: int) -> int:
-    """CPU threads for each worker's torch, so that the workers together do not oversubscribe the cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    """CPU threads for each worker's torch, so that the workers together do not oversubscribe the
+    cores: torch's own default is every core in each worker, and two workers so set slow down many times."""
+    return max(1, available_cores() // max(1, workers))
 
 
 def _cuda_device_count() -> int:

@@ -15,3 +15,19 @@ def test_the_executor_setting_picks_the_backend(backend: str, kind: type) -> Non
     executor = build_executor(settings)
     assert type(executor) is kind
     assert executor.running() == () and executor.queued() == ()  # built, not started: no worker, no Ray yet
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_the_worker_settings_reach_the_executor(backend: str) -> None:
+    settings = load_settings(_env_file=None, executor=backend, workers=3, device="cpu", offline=True, max_batch=4,
+                             threads_per_worker=2, precision="fp32", max_input_pixels=2_000_000, dream_model="googlenet")
+    executor = build_executor(settings)
+    assert (executor._requested_workers, executor._device, executor._max_batch, executor._requested_threads) == (3, "cpu", 4, 2)
+    assert executor._runner_options == {"precision": "fp32", "allow_download": False, "max_pixels": 2_000_000}
+    assert executor._warm_models == ("googlenet",)
+
+
+def test_unset_worker_settings_leave_the_executor_its_own_defaults() -> None:
+    executor = build_executor(load_settings(_env_file=None, device="cpu"))
+    assert (executor._requested_workers, executor._max_batch, executor._requested_threads) == (0, None, None), \
+        "0 in the settings means: one worker per GPU or one on CPU, batches by device, threads by share of the cores"
