@@ -41,7 +41,8 @@ class Objective:
 
 
 def layer_objective(layer: str) -> Objective:
-    """Amplify whatever the layer sees: half the squared activations (gradient = the activations)."""
+    """Amplify whatever the layer sees: half the squared activations over the channel count
+    (gradient = the activations / channels, so several layers mix evenly)."""
 
     def loss(a: Activations) -> torch.Tensor:
         x = a[layer]  # (B, C, H, W)

@@ -9,6 +9,7 @@ each kind takes, the seed's range, and the job's cost (core.cost). Workers trust
 
 from __future__ import annotations
 
+import difflib
 import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -143,7 +144,17 @@ def check_options(kind: str, options: Mapping[str, Any] | None = None, *, seed: 
         return _checked(kind, options)
     except InvalidParameter:
         video_names = {f.name for f in fields(VideoParams)}
-        if kind != "dream" or not all(option_name(name) in video_names for name in options or {}):
+        unknown = [name for name in options or {} if option_name(name) not in video_names]
+        if kind != "dream":
+            raise
+        if unknown:
+            # Suggest among the options of a dream on a photo or on a clip (`blendd` -> blend).
+            dream_names = {f.name for f in fields(DreamParams)}
+            if option_name(unknown[0]) in dream_names:
+                raise  # known to photos: the error is about its value
+            close = difflib.get_close_matches(option_name(unknown[0]), sorted(dream_names | video_names), n=1)
+            if close:
+                raise InvalidParameter(f"unknown option {quoted(unknown[0])} for dream (did you mean {close[0]}?)") from None
             raise
         # A dream's input may turn out to be a clip, which takes more options (blend, flow...):
         # before the input is seen, a dream's options are right when they are right for either.

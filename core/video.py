@@ -29,14 +29,18 @@ from .flow import estimate_motion, warp
 from .jobs import CancelCheck, ProgressCallback, Span
 from .models.registry import TappedNetwork
 from .objectives import Objective
+from .params import VideoParams
 
 __all__ = ["CoherenceSettings", "dream_clip", "refresh_settings"]
 
 
+_VIDEO = VideoParams()  # the engine's defaults are a video job's: core.params holds them, once
+
+
 @dataclass(frozen=True)
 class CoherenceSettings:
-    blend: float = 0.8  # share of the previous frame's detail each frame starts from (0: each frame alone)
-    flow: bool = True  # move that detail along the motion; off: blend it where it was
+    blend: float = _VIDEO.blend  # share of the previous frame's detail each frame starts from (0: each frame alone)
+    flow: bool = _VIDEO.flow  # move that detail along the motion; off: blend it where it was
     # A carried frame's dream: this share of the steps, at full size only (see `refresh_settings`).
     # A third at blend 0.8 keeps the detail's strength steady: each frame keeps 80% and adds some.
     refresh_share: float = 1 / 3

@@ -15,6 +15,7 @@ from .images import zoom_step
 from .jobs import CancelCheck, ProgressCallback, Span
 from .models.registry import TappedNetwork
 from .objectives import Objective
+from .params import ZoomParams
 
 __all__ = ["ZoomSettings", "zoom_frames", "noise_image", "crossfade_frames"]
 
@@ -27,12 +28,15 @@ def noise_image(height: int, width: int, generator: torch.Generator) -> torch.Te
     return (0.35 + 0.3 * coarse + 0.1 * (fine - 0.5)).clamp(0, 1)
 
 
+_ZOOM = ZoomParams()  # the engine's defaults are a zoom job's: core.params holds them, once
+
+
 @dataclass(frozen=True)
 class ZoomSettings:
-    frames: int = 24
-    zoom: float = 1.05
-    rotate: float = 0.0
-    loop: str = "plain"  # or "seamless": the last frame leads into the first
+    frames: int = _ZOOM.frames
+    zoom: float = _ZOOM.zoom
+    rotate: float = _ZOOM.rotate
+    loop: str = _ZOOM.loop  # or "seamless": the last frame leads into the first
 
 
 MAX_CROSSFADE_FRAMES = 12  # about a second at the default 80 ms a frame
