@@ -97,12 +97,20 @@ def test_target_dreams_on_different_photos_share_passes_each_pulled_to_its_own(r
     specs = [compile_job("dream", options, images=[photo], seed=3) for photo in photos]
     together = runner.run_batch(specs)
     alone = [runner.run(spec) for spec in specs]
+    # A target dream's steps are chaotic: a kernel's rounding can move a batched result a few levels
+    # from its solo run (seen: 4/255 on average under ATEN_CPU_CAPABILITY=default). So compare what
+    # each dream changed: a batched change follows its own photo's solo change (correlation 0.82 or
+    # more over seeds 1-8 and both kernel sets) and owes nothing to the other photo's (|r| < 0.05).
+    changes = []
     for batched, single, photo in zip(together, alone, photos):
         assert isinstance(batched, JobResult), batched
         assert batched.metadata["batch_size"] == 2
-        a, b = to_tensor(decode_image(batched.data).rgb), to_tensor(decode_image(single.data).rgb)
-        assert float((a - b).abs().mean()) < 1 / 255
+        original = to_tensor(decode_image(photo).rgb)
+        changes.append([(to_tensor(decode_image(result.data).rgb) - original).flatten().numpy() for result in (batched, single)])
         assert luminance_correlation(decode_image(batched.data).rgb, decode_image(photo).rgb) > 0.8
+    for own, other in (changes, changes[::-1]):
+        assert np.corrcoef(own[0], own[1])[0, 1] > 0.6
+        assert abs(np.corrcoef(own[0], other[1])[0, 1]) < 0.2
 
 
 # -- options, names and prices ----------------------------------------------------------------------------
