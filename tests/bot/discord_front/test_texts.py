@@ -1,39 +1,30 @@
 """Every text the bot sends fits what Discord accepts, rendered at its largest: refusals of hostile
-requests, the help, result posts at the longest parameters and names, and the answers of
-`!settings`, `!queue`, `!gallery` and `!stats`. Checked with the strict fake's own rules
-(tests/fake_discord/_limits.py), on the texts as the bot makes them, before any cut."""
+requests, refusals by the limits, and result posts at the longest parameters and names. Checked
+with the strict fake's own rules (tests/fake_discord/_limits.py), on the texts as the bot makes
+them, before any cut. The help's, `!settings`' and the answers' own checks of the kind are with
+their modules' tests (cogs/test_info.py, cogs/test_settings.py, tests/bot/service/test_answers.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 
 import pytest
 
-from bot.commands import COMMANDS, JOB_COMMANDS, CommandError, Request, parse_command, reproduce_command
-from bot.discord_front.cogs.settings import settings_words
+from bot.commands import JOB_COMMANDS, CommandError, parse_command, reproduce_command
 from bot.discord_front.cogs.dreams.cog import refusal_line, result_words, what_came_out
-from bot.discord_front.cogs.info import help_embed
 from bot.inputs import over_the_limit
 from bot.results import LocalResults
 from bot.service import Accepted, Denied, Requester, Service
-from bot.executor import ExecutorClosed
-from bot.store import GuildSettings, RateLimits, Store
+from bot.store import RateLimits, Store
 from core.models.classes import imagenet_classes
 from core.models.registry import MODELS
 from core.params import MOST_CHANNELS, param_help
 from core.spec import SEED_MAX, compile_job
-from tests.bot.rows import add_job
-from tests.fake_discord._limits import CONTENT_LIMIT, message_errors
+from tests.bot.service.helpers import LONGEST_IDS as ALICE
+from tests.bot.service.helpers import LONGEST_PREFIX, Workers, fits
 
-LONGEST_PREFIX = "!" * 16  # the longest a server may choose
 HUGE = "9" * 4000  # what a user with Nitro may type into one message
 ODD = "ẞ" * 4000
-ALICE = Requester("1" * 20, guild_id="2" * 20, channel_id="3" * 20)
-
-
-def fits(text: str) -> bool:
-    return message_errors({"content": text}) == {} and len(text) <= CONTENT_LIMIT
 
 
 def hostile_requests() -> list[str]:
@@ -51,43 +42,6 @@ def hostile_requests() -> list[str]:
     return texts
 
 
-class _Workers:
-    """The executor's face the service needs: prices and places, and jobs that wait until cancelled.
-    By default a job is predicted to take 1e9 s, so a request that compiles meets the time cap's
-    refusal at its longest."""
-
-    def __init__(self, predicted: float = 1.0e9) -> None:
-        self.predicted = predicted
-        self._cancelled: dict[str, asyncio.Event] = {}
-
-    def predict(self, spec) -> float:
-        return self.predicted
-
-    def enqueue(self, job_id: str, spec, **who) -> None:
-        self._cancelled[job_id] = asyncio.Event()
-
-    async def wait(self, job_id: str, on_progress=None):
-        await self._cancelled[job_id].wait()
-        raise ExecutorClosed("closed")
-
-    def place(self, job_id: str):
-        return None
-
-    def queued(self) -> tuple[str, ...]:
-        return tuple(str(i) for i in range(10**6))
-
-    def running(self) -> tuple[str, ...]:
-        return ()
-
-    def live_workers(self) -> int:
-        return 1
-
-    async def cancel(self, job_id: str) -> bool:
-        if job_id in self._cancelled:
-            self._cancelled[job_id].set()
-        return job_id in self._cancelled
-
-
 @pytest.fixture
 async def store(tmp_path):
     async with Store.open(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", upgrade=True,
@@ -97,7 +51,7 @@ async def store(tmp_path):
 
 @pytest.fixture
 async def service(store, tmp_path):
-    async with Service.open(store=store, executor=_Workers(), results=LocalResults(tmp_path / "results"),  # type: ignore[arg-type]
+    async with Service.open(store=store, executor=Workers(), results=LocalResults(tmp_path / "results"),  # type: ignore[arg-type]
                             prefix=LONGEST_PREFIX) as service:
         yield service
 
@@ -129,13 +83,13 @@ async def test_refusals_by_the_limits_fit_at_their_longest(store, tmp_path):
     request = parse_command(f"{LONGEST_PREFIX}visualize banana steps:10", LONGEST_PREFIX)
     lines = []
     async with Store.open(str(store.database.engine.url), limits=limits) as limited:
-        async with Service.open(store=limited, executor=_Workers(), results=LocalResults(tmp_path / "r"),  # type: ignore[arg-type]
+        async with Service.open(store=limited, executor=Workers(), results=LocalResults(tmp_path / "r"),  # type: ignore[arg-type]
                                 prefix=LONGEST_PREFIX) as service:
             over_cap = await service.jobs.submit(parse_command(f"{LONGEST_PREFIX}zoom frames:240 size:1024 steps:50",
                                                                LONGEST_PREFIX), ALICE)
             assert isinstance(over_cap, Denied) and over_cap.why == "over_time_cap" and not over_cap.passes_with_time
             lines.append(refusal_line(over_cap))
-        async with Service.open(store=limited, executor=_Workers(predicted=1.0), results=LocalResults(tmp_path / "r"),  # type: ignore[arg-type]
+        async with Service.open(store=limited, executor=Workers(predicted=1.0), results=LocalResults(tmp_path / "r"),  # type: ignore[arg-type]
                                 prefix=LONGEST_PREFIX) as service:
             assert isinstance(await service.jobs.submit(request, ALICE), Accepted)
             neighbour = Requester("2" * 20, guild_id=ALICE.guild_id, channel_id=ALICE.channel_id)
@@ -146,14 +100,6 @@ async def test_refusals_by_the_limits_fit_at_their_longest(store, tmp_path):
     assert {line.split(" ", 2)[1] for line in lines[1:]} == {"you", "this"}
     assert all(fits(line) and "\n" not in line for line in lines), lines
     assert fits(over_the_limit("x" * 40, 10**12, 25 * 2**20))
-
-
-async def test_the_help_fits_an_embed_and_every_commands_help_fits_a_message(service):
-    embed = help_embed(LONGEST_PREFIX).to_dict()
-    assert message_errors({"embeds": [embed]}) == {}
-    for name in (None, *COMMANDS):
-        text = await service.answers.answer(Request("help", {"command": name} if name else {}), ALICE)
-        assert fits(text), (name, len(text))
 
 
 def longest_specs():
@@ -187,27 +133,3 @@ def test_a_result_post_fits_at_the_longest_parameters_and_names(kind, options, p
     note = "\n_re-encoded as 4096x4096 at 123456 kb/s to fit the upload limit_"
     text = result_words(2**31 - 1, 2**64 - 1, command, what_came_out(kind, metadata), page) + note
     assert fits(text), len(text)
-
-
-def test_the_settings_answer_fits_at_its_largest():
-    current = GuildSettings("9" * 20, prefix=LONGEST_PREFIX, exempt_role_ids=tuple("9" * 20 for _ in range(10**4)),
-                            gallery_channel_id="9" * 20, like_threshold=10**9)
-    limits = RateLimits(user_burst=10**9, user_refill_seconds=1.0e9 + 0.123, guild_jobs_per_hour=10**9, max_active_jobs=10**9)
-    web = "web gallery: on at <https://" + "g" * 200 + ".example/servers/" + "9" * 20 + ">, with who asked"
-    assert fits(settings_words(current, limits, 1.0e9 + 0.5, prefix=LONGEST_PREFIX, web=web))
-
-
-async def test_queue_gallery_and_stats_answers_fit_at_their_largest(service, store):
-    spec = compile_job("visualize", {"target": "banana"})
-    for _ in range(300):  # far more of one user's jobs than a reply could list
-        await add_job(store, spec, user_id=ALICE.user_id, guild_id=ALICE.guild_id, channel_id=ALICE.channel_id)
-    for job_id in range(1, 21):  # more than a gallery answer lists; the rest stay queued
-        link = f"https://discord.com/channels/{'9' * 20}/{'9' * 20}/{str(job_id).rjust(20, '9')}"
-        await store.jobs.finish(job_id, {}, f"job-{job_id}.png", "image/png")
-        await store.gallery.add(job_id, link)
-    for name, params in (("queue", {}), ("gallery", {"order": "top"}), ("gallery", {"order": "recent"}), ("stats", {})):
-        text = await service.answers.answer(Request(name, params), ALICE)
-        assert fits(text), (name, len(text))
-    queue = await service.answers.answer(Request("queue", {}), ALICE)
-    assert queue.endswith("and 270 more of yours"), "the list stops long before a message would"
-    assert not isinstance(await service.jobs.submit(parse_command("!visualize banana"), ALICE), Accepted)

@@ -225,11 +225,6 @@ async def test_without_batching_jobs_run_one_at_a_time_as_before(pool: Pool, max
     assert calls == sorted(calls) and len(set(calls)) == 3
 
 
-def test_max_batch_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="max_batch"):
-        LocalProcessExecutor(max_batch=0)
-
-
 async def test_the_real_runner_batches_tiny_dreams(photo_bytes) -> None:
     photo = photo_bytes("chelsea.png", (80, 60))
     specs = [compile_job("dream", {"steps": 1, "octaves": 1, "max_side": 64}, images=[photo], seed=seed) for seed in range(4)]

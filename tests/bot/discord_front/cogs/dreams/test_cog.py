@@ -7,7 +7,6 @@ Discord and bot. Jobs use tiny sizes so they take a second or two.
 from __future__ import annotations
 
 import asyncio
-import io
 import re
 import time
 import logging
@@ -16,16 +15,15 @@ import signal
 
 import pytest
 import pytest_asyncio
-from PIL import Image
 
 from bot.executor import LocalProcessExecutor
 from bot.settings import load_settings
 from bot.store import RateLimits, Store
+from tests.bot.discord_front.helpers import SMALL, bot_said, decoded
 from tests.bot.discord_world import LIMIT, open_world
 from tests.fake_discord import FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-SMALL = "steps:2 octaves:2 max_side:96"
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -44,16 +42,6 @@ async def world(tmp_path, executor, request):
     limits = getattr(request, "param", RateLimits(user_burst=10, max_active_jobs=5))
     async with open_world(tmp_path, executor, limits) as world:
         yield world
-
-
-def decoded(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
-def bot_said(fake, text):
-    return fake.wait_for_message(lambda m: text in m["content"])
 
 
 async def test_dream_on_an_attachment_acknowledges_shows_progress_and_replies(world, photo):
@@ -125,30 +113,6 @@ async def test_visualize_banana(world):
         assert "banana" in message["content"] and "`!visualize banana size:64 steps:12 seed:" in message["content"]
 
 
-async def test_buttons_keep_working_after_a_restart(world, photo):
-    fake = world.fake
-    async with world.bot():
-        await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "cat.png")])
-        first = await fake.wait_for_upload()
-    result = next(m for m in fake.messages if int(m["id"]) == first.message_id)
-    async with world.bot():  # a new process: nothing in memory knows the old message
-        interaction = await fake.dispatch_button("dream:reroll:1", message=result, user=fake.alice)
-        response = await fake.wait_for_interaction_response(interaction)
-        assert response.type == 4 and "job #2" in response.data["content"]
-        second = await fake.wait_for_upload(start=1)
-        assert decoded(second.data).size == (96, 64) and second.data != first.data
-        deeper = await fake.dispatch_button("dream:deeper:1", message=result, user=fake.alice)
-        assert "job #3" in (await fake.wait_for_interaction_response(deeper)).data["content"]
-        third = await fake.wait_for_upload(start=2)
-        # One iteration more of the same job: its command says so and reproduces it from the photo.
-        message = next(m for m in fake.messages if int(m["id"]) == third.message_id)
-        assert f"`!dream {SMALL} iterations:2 seed:{(await world.store.jobs.get(1)).seed}`" in message["content"]
-    first, rerolled, deeper_job = [await world.store.jobs.get(i) for i in (1, 2, 3)]
-    assert rerolled.seed != first.seed
-    assert deeper_job.seed == first.seed and deeper_job.image == first.image
-    assert deeper_job.params == first.params | {"iterations": 2}
-
-
 @pytest.mark.parametrize("world", [RateLimits(user_burst=1, user_refill_seconds=3600, max_active_jobs=5)], indirect=True)
 async def test_a_rate_limited_user_is_told_when_to_come_back(world, photo):
     fake = world.fake
@@ -159,27 +123,6 @@ async def test_a_rate_limited_user_is_told_when_to_come_back(world, photo):
         denial = await bot_said(fake, "you can start another job in")
         assert denial["content"].startswith("⏳")
     assert (await world.store.gallery.stats()).jobs == 1
-
-
-async def test_bad_attachments_are_refused_before_downloading(world):
-    fake = world.fake
-    async with world.bot():
-        await fake.dispatch_message("!dream", attachments=[fake.add_attachment(b"just text", "notes.txt", "text/plain")])
-        await bot_said(fake, "'notes.txt' is 'text/plain', not a photo")
-        huge = fake.add_attachment(b"\x89PNG" + bytes(100), "huge.png", "image/png", declared_size=40 * 1024 * 1024)
-        await fake.dispatch_message("!dream", attachments=[huge])
-        await bot_said(fake, "'huge.png' is 40 MiB; the limit is 25 MiB")
-        await fake.dispatch_message("!dream https://example.com/cat.png")
-        await bot_said(fake, "Discord's own CDN only")
-        await fake.dispatch_message("!dream", attachments=[fake.add_attachment(b"GIF89a-broken", "broken.png", "image/png")])
-        await bot_said(fake, "the file is not an image Pillow can read")  # refused when compiled: no job, no token
-        await fake.dispatch_message("!dreem")
-        await bot_said(fake, "unknown command 'dreem' (did you mean !dream?)")
-        await fake.dispatch_message("!dream octaves:99", attachments=[fake.add_attachment(b"x", "a.png", "image/png")])
-        await bot_said(fake, "octaves must be between 1 and 8")
-    assert all(r.path.endswith("broken.png") for r in fake.cdn_requests), "refused files are never downloaded"
-    assert not any("Traceback" in m["content"] for m in fake.messages)
-    assert (await world.store.gallery.stats()).jobs == 0, "nothing that was refused left a job row"
 
 
 async def test_echoed_text_cannot_ping(world):
@@ -220,42 +163,6 @@ async def test_gateway_disconnect_resumes_and_commands_still_work(world, photo):
         assert len(fake.identifies) == 1 and len(fake.resumes) == 1
 
 
-async def test_delete_is_for_the_requester_or_moderators_and_likes_fill_the_gallery(world, photo):
-    fake = world.fake
-    async with world.bot():
-        await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "cat.png")], author=fake.alice)
-        upload = await fake.wait_for_upload()
-        result = next(m for m in fake.messages if int(m["id"]) == upload.message_id)
-        for user in (fake.owner, fake.bob, fake.bob, fake.alice):
-            await fake.dispatch_button("dream:like:1", message=result, user=user)
-        await fake.wait_for(lambda: len(fake.interaction_responses) == 4, LIMIT)
-        replies = sorted(r.data["content"] for r in fake.interaction_responses)
-        assert replies[0].startswith("you already liked this") and sum("⭐ liked" in r for r in replies) == 2
-        assert replies[1] == "you cannot like your own result", "alice asked for it"
-        await fake.dispatch_message("!gallery top")
-        await bot_said(fake, "(2 likes)")
-        refusal = await fake.dispatch_button("dream:delete:1", message=result, user=fake.bob)
-        assert "only the person who asked" in (await fake.wait_for_interaction_response(refusal)).data["content"]
-        assert not fake.deleted
-        await fake.dispatch_button("dream:delete:1", message=result, user=fake.alice)
-        await fake.wait_for(lambda: fake.deleted, LIMIT)
-
-
-async def test_jobs_interrupted_by_a_shutdown_run_again_after_the_restart(world, photo):
-    fake = world.fake
-    async with world.bot():
-        await fake.dispatch_message("!dream steps:20 octaves:2 max_side:160", attachments=[fake.add_attachment(photo, "cat.png")])
-        await fake.wait_for(lambda: world.executor.running(), LIMIT)
-    # The bot closed mid-job; the job must not be lost.
-    await fake.wait_for(lambda: not world.executor.running(), LIMIT)
-    assert (await world.store.jobs.get(1)).status in ("queued", "running")
-    async with world.bot():
-        await bot_said(fake, "interrupted by a restart")
-        upload = await fake.wait_for_upload()
-        assert decoded(upload.data).size == (144, 96)
-    assert (await world.store.jobs.get(1)).status == "done"
-
-
 async def test_the_token_never_reaches_the_logs(world, photo, caplog):
     caplog.set_level(logging.DEBUG)
     async with world.bot():
@@ -286,49 +193,3 @@ async def test_sigterm_stops_the_bot_cleanly_and_keeps_the_running_job(tmp_path,
             assert await asyncio.wait_for(running, LIMIT) == 0
     async with Store.open(settings.database_url) as store:
         assert (await store.jobs.get(1)).status in ("queued", "running"), "the job waits for the next start"
-
-
-async def test_dream_on_the_photo_of_the_message_replied_to_and_on_a_cdn_link(world, photo):
-    fake = world.fake
-    async with world.bot():
-        original = await fake.dispatch_message("look at this", attachments=[fake.add_attachment(photo, "cat.png")])
-        await fake.dispatch_message(f"!dream {SMALL}", reply_to=original)
-        first = await fake.wait_for_upload()
-        assert decoded(first.data).size == (96, 64)
-        link = original["attachments"][0]["url"]
-        await fake.dispatch_message(f"!dream {SMALL} {link}")
-        second = await fake.wait_for_upload(start=1)
-        assert decoded(second.data).size == (96, 64)
-
-
-async def test_admins_set_the_prefix_and_limits_others_cannot(world, photo):
-    fake = world.fake
-    async with world.bot():
-        await fake.dispatch_message("!settings prefix:? user_burst:1 user_refill_seconds:3600", author=fake.bob)
-        await bot_said(fake, "you need the Manage Server permission")
-        await fake.dispatch_message("!settings prefix:? user_burst:1 user_refill_seconds:3600", author=fake.owner)
-        await bot_said(fake, "prefix ?; per user 1 jobs")
-        await fake.dispatch_message("?models")
-        await bot_said(fake, "efficientnet-lite0:")
-        await fake.dispatch_message(f"?dream {SMALL}", attachments=[fake.add_attachment(photo, "a.png")])
-        await fake.wait_for_upload()
-        await fake.dispatch_message(f"?dream {SMALL}", attachments=[fake.add_attachment(photo, "b.png")])
-        await bot_said(fake, "you can start another job in")
-    async with world.bot():  # settings live in the store, not in memory
-        await fake.dispatch_message("?quota")
-        await bot_said(fake, "you can start 0 of 1 jobs now")
-
-
-async def test_results_reaching_the_like_threshold_are_featured_in_the_gallery_channel(world, photo):
-    fake = world.fake
-    best = fake.add_text_channel("best-dreams")
-    async with world.bot():
-        await fake.dispatch_message(f"!settings gallery_channel:<#{best['id']}> like_threshold:2", author=fake.owner)
-        await bot_said(fake, "featured at 2 likes")
-        await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "a.png")])
-        upload = await fake.wait_for_upload()
-        result = next(m for m in fake.messages if int(m["id"]) == upload.message_id)
-        await fake.dispatch_button("dream:like:1", message=result, user=fake.owner)
-        await fake.dispatch_button("dream:like:1", message=result, user=fake.bob)
-        featured = await bot_said(fake, "⭐ 2 likes")
-        assert featured["channel_id"] == best["id"] and featured["attachments"]
