@@ -25,7 +25,7 @@ from tests.bot.executor.running import FAKE, Pool, first_progress, process_exist
 from tests.bot.executor.scripted import ScriptedPool
 from tests.bot.waiting import LIMIT, until
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(300)  # only stops a hung test: Ray's start can take a minute on a busy machine
 
 
 # -- on each backend ----------------------------------------------------------------------------------
