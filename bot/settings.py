@@ -7,6 +7,7 @@ are reported all at once, one line each, by `load_settings`.
 from __future__ import annotations
 
 import re
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -80,6 +81,21 @@ class Settings(BaseSettings):
     web_host: str = Field("127.0.0.1", min_length=1)
     web_port: int = Field(8080, ge=1, le=65535)
     public_url: str | None = None
+    # Slow or greedy web clients: a request's head must arrive within WEB_HEADER_TIMEOUT seconds, and
+    # at most WEB_MAX_CONNECTIONS are open, WEB_MAX_CONNECTIONS_PER_CLIENT from one address (beyond: 503).
+    # TRUSTED_PROXIES: reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For
+    # names the client; METRICS_ALLOW: who may read /metrics (default: this machine only).
+    web_header_timeout: float = Field(10.0, gt=0)
+    web_max_connections: int = Field(512, ge=1)
+    web_max_connections_per_client: int = Field(16, ge=1)
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    metrics_allow: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = (
+        ip_network("127.0.0.0/8"), ip_network("::1"))
+
+    @field_validator("trusted_proxies", "metrics_allow", mode="before")
+    @classmethod
+    def _read_networks(cls, value: Any) -> Any:
+        return _parse_networks(value) if isinstance(value, str) else value
 
     @field_validator("shard_ids", mode="before")
     @classmethod
@@ -167,6 +183,17 @@ def _parse_shard_ids(text: str) -> tuple[int, ...] | None:
             raise ValueError(f"the range {first}-{last} runs backwards; write {last}-{first}")
         shards.update(range(first, last + 1))
     return tuple(sorted(shards))
+
+
+def _parse_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Addresses and networks from "10.0.0.1, 192.168.0.0/16 ::1" (commas or spaces); "" is none."""
+    networks = []
+    for part in text.replace(",", " ").split():
+        try:
+            networks.append(ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part!r} is not an address or a network, e.g. 10.0.0.5 or 10.0.0.0/8") from None
+    return tuple(networks)
 
 
 def load_settings(**overrides: Any) -> Settings:

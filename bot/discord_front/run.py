@@ -60,7 +60,6 @@ def _web_beside(service: Service, settings: Settings, wanted: bool) -> AbstractA
     """The web gallery over the bot's own store and metrics (its health check then judges the workers too)."""
     if not wanted:
         return nullcontext()
-    from ..web import make_app, serving
+    from ..web import gallery_app, serving
 
-    app = make_app(service.public, service.metrics)
-    return serving(app, settings.web_host, settings.web_port)
+    return serving(gallery_app(service.public, service.metrics, settings), settings.web_host, settings.web_port)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .app import Monitor, make_app
+from .connections import ConnectionLimits
 from .ratelimit import ClientLimit, ClientLimiter
-from .server import run_web, serving
+from .server import gallery_app, run_web, serving
 
-__all__ = ["ClientLimit", "ClientLimiter", "Monitor", "make_app", "run_web", "serving"]
+__all__ = ["ClientLimit", "ClientLimiter", "ConnectionLimits", "Monitor", "gallery_app", "make_app", "run_web", "serving"]

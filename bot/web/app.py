@@ -8,6 +8,7 @@ template or JSON; the rules every response follows live in `safety`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Protocol
 
@@ -25,10 +26,12 @@ from ..service.gallery import (
     PublicGallery,
     PublicResult,
 )
+from .clients import LOOPBACK, ClientAddresses, Network, client_address, parse_address, within
+from .connections import ConnectionGuard, ConnectionLimits
 from .ratelimit import ClientLimit, ClientLimiter
 from .safety import FILE_CACHE, NO_STORE, PAGE_CACHE, STATIC_CACHE, harden, only_reading, rate_limited
 
-__all__ = ["make_app", "Monitor", "STYLESHEET_PATH"]
+__all__ = ["make_app", "Monitor", "STYLESHEET_PATH", "CONNECTION_GUARD"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,8 @@ _MAX_PAGE = 10_000  # deeper pages of a gallery are not worth an unbounded OFFSE
 # Route patterns: an id is digits (Discord snowflakes for servers), so anything else is a 404 here.
 _GUILD = "{guild_id:[0-9]{1,20}}"
 _JOB = "{job_id:[0-9]{1,12}}"
+# The app's connection caps and timeouts, for the site that serves it (`serving`).
+CONNECTION_GUARD = web.AppKey("connection_guard", ConnectionGuard)
 
 
 class Monitor(Protocol):
@@ -47,14 +52,24 @@ class Monitor(Protocol):
     async def health(self) -> tuple[bool, dict[str, str]]: ...
 
 
-def make_app(gallery: PublicGallery, monitor: Monitor, *, limit: ClientLimit = ClientLimit()) -> web.Application:
+def make_app(gallery: PublicGallery, monitor: Monitor, *, limit: ClientLimit = ClientLimit(),
+             connections: ConnectionLimits = ConnectionLimits(), trusted_proxies: Sequence[Network] = (),
+             metrics_allow: Sequence[Network] = LOOPBACK) -> web.Application:
     """The web gallery over `gallery` (what may be shown) and `monitor` (metrics and health).
 
     limit: requests per client address (burst, refill, how many addresses are tracked).
+    connections: caps and timeouts for the site that serves the app (`serving`).
+    trusted_proxies: peers whose X-Forwarded-For names the client (`clients`).
+    metrics_allow: the client addresses that may read /metrics.
     """
-    pages = _Pages(gallery, monitor, _templates())
-    # Outermost first: every error, a refusal by the limit included, becomes a page or JSON.
-    app = web.Application(middlewares=[_errors_as(pages), rate_limited(ClientLimiter(limit)), only_reading])
+    pages = _Pages(gallery, monitor, _templates(), metrics_allow=metrics_allow)
+    clients = ClientAddresses(trusted_proxies)
+    guard = ConnectionGuard(connections, is_proxy=clients.is_proxy)
+    # Outermost first: every error, a refusal by the limit included, becomes a page or JSON; the
+    # limit counts the client, which a trusted proxy names.
+    app = web.Application(middlewares=[_errors_as(pages), client_address(clients, guard), rate_limited(ClientLimiter(limit)),
+                                       only_reading])
+    app[CONNECTION_GUARD] = guard
     app.on_response_prepare.append(harden)
     app.add_routes([
         web.get("/", pages.index),
@@ -97,9 +112,11 @@ def _gallery_url(guild_id: str, order: Order = "recent", page: int = 1) -> str:
 class _Pages:
     """The handlers; each asks the public gallery, never the store."""
 
-    def __init__(self, gallery: PublicGallery, monitor: Monitor, templates: jinja2.Environment) -> None:
+    def __init__(self, gallery: PublicGallery, monitor: Monitor, templates: jinja2.Environment, *,
+                 metrics_allow: Sequence[Network]) -> None:
         self.published = gallery
         self.monitor = monitor
+        self.metrics_allow = tuple(metrics_allow)
         self.templates = templates
         self._stylesheet = (resources.files("bot.web") / "static" / "gallery.css").read_bytes()
 
@@ -160,6 +177,8 @@ class _Pages:
                                  status=200 if healthy else 503, headers={"Cache-Control": NO_STORE})
 
     async def metrics(self, request: web.Request) -> web.Response:
+        if not within(parse_address(request.remote or ""), self.metrics_allow):
+            raise web.HTTPForbidden(reason="Metrics are for the operator (METRICS_ALLOW)")
         body, content_type = await self.monitor.exposition()
         return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": NO_STORE})
 
@@ -185,12 +204,19 @@ def _job_id(request: web.Request) -> int:
 
 def _gallery_query(request: web.Request) -> tuple[Order, int]:
     order = request.query.get("order", "recent")
-    page = request.query.get("page", "1")
     if order not in ORDERS:
         raise web.HTTPBadRequest(reason=f"order must be {' or '.join(ORDERS)}")
-    if not page.isdigit() or not 1 <= int(page) <= _MAX_PAGE:
-        raise web.HTTPBadRequest(reason=f"page must be a whole number from 1 to {_MAX_PAGE}")
-    return order, int(page)  # type: ignore[return-value]
+    return order, _query_number(request, "page", default=1, most=_MAX_PAGE)  # type: ignore[return-value]
+
+
+def _query_number(request: web.Request, name: str, *, default: int, most: int) -> int:
+    """A whole number from 1 to `most` in the query, else 400. ASCII digits only, no longer than
+    `most`'s: str.isdigit also takes "²" and "①", which int() refuses, and int() refuses
+    thousands of digits too."""
+    text = request.query.get(name, str(default))
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(most)) and 1 <= int(text) <= most):
+        raise web.HTTPBadRequest(reason=f"{name} must be a whole number from 1 to {most}")
+    return int(text)
 
 
 def _as_json(result: PublicResult) -> dict[str, Any]:

@@ -4,6 +4,7 @@ scikit-image photos, for the web gallery's tests (the service, the aiohttp app a
 from __future__ import annotations
 
 import io
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from bot.commands import reproduce_command
 from bot.results import LocalResults
 from bot.service import Metrics, PublicGallery
 from bot.store import Store
-from bot.web import ClientLimit, make_app
+from bot.web import ClientLimit, make_app, serving
+from bot.web.app import CONNECTION_GUARD
+from bot.web.connections import ConnectionGuard
 from core.jobs import MIME_TYPES
 from core.spec import compile_job
 from tests.bot.rows import add_job
@@ -117,3 +120,23 @@ async def make_client(published):
 @pytest.fixture
 async def client(make_client):
     return await make_client()
+
+
+@dataclass
+class Served:
+    port: int
+    guard: ConnectionGuard  # the site's connection counts
+
+
+@pytest.fixture
+async def serve(published):
+    """Serves web apps over `published` on loopback as `dreambot web` does (its own site, caps and
+    timeouts), for raw sockets; keyword arguments go to `make_app`, a `monitor` replaces the metrics."""
+    async with AsyncExitStack() as stack:
+        async def start(monitor=None, **options) -> Served:
+            options.setdefault("limit", GENEROUS)
+            app = make_app(published.gallery, monitor or Metrics(published.store), **options)
+            url = await stack.enter_async_context(serving(app, "127.0.0.1", 0))
+            return Served(int(url.rsplit(":", 1)[1]), app[CONNECTION_GUARD])
+
+        yield start

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import re
 
 import pytest
 from PIL import Image, ImageSequence
+from sqlalchemy import update
 
+from bot.results import LocalResults
+from bot.service import Retention
+from bot.store.models import Job
 from bot.web import ClientLimit, make_app
 from bot.web.safety import CONTENT_SECURITY_POLICY, FILE_CACHE, NO_STORE, PAGE_CACHE, STATIC_CACHE
 from tests.bot.web.conftest import PRIVATE, PUBLIC, gif_zooming_into, message_link
+from tests.bot.web.raw_http import exchange, get
 
 
 async def text_of(response) -> str:
@@ -100,21 +106,38 @@ async def test_a_result_file_is_served_by_id_with_its_type_and_a_cache_policy(cl
     assert head.status == 200 and head.headers["Content-Type"] == "image/png" and await head.read() == b""
 
 
-@pytest.mark.parametrize("path", [
-    "/results/999999/file",  # no such result
-    "/results/99999999999/file",  # past the store's integer ids
-    "/results/0/file",
-    "/results/..%2F..%2Fstore.db/file",
-    "/results/%2E%2E/file",
-    "/results/1/../../store.db",
-    "/results/job-1.png",
-    "/static/../store.db",
-    "/results/1/file/../../../store.db",
-])
-async def test_no_path_reaches_a_file_other_than_a_published_result(client, path):
-    response = await client.get(path)
-    assert response.status == 404, (path, response.status)
-    assert not response.headers["Content-Type"].startswith("image/")
+# Sent as written: an HTTP client library would resolve the dots before sending.
+TRAVERSALS = [
+    "/results/999999/file", "/results/99999999999/file", "/results/0/file", "/results/job-{dream}.png",
+    "/files/../store.db", "/results/../store.db", "/results/{dream}/../../store.db", "/results/{dream}/file/../../../store.db",
+    "/static/../store.db", "/static/../../store.db", "/static/gallery.css/../../store.db", "/static/..%2f..%2fstore.db",
+    "/results/%2e%2e/%2e%2e/store.db", "/results/..%2F..%2Fstore.db/file", "/results/%2E%2E/file",
+    "/results/{dream}/file%2f..%2f..%2fstore.db", "/%2e%2e/store.db", "/static/%2e%2e%2f%2e%2e%2fstore.db",
+    "/static/..%252f..%252fstore.db", "/results/{dream}%2f..%2f..%2fstore.db", "/static/..\\..\\store.db",
+    "/static/%5c..%5c..%5cstore.db", "/results/..\\..\\outside.png", "{root}/store.db", "//{root}/outside.png",
+    "/results/{dream}/file/{root}/outside.png", "/static/{root}/outside.png", "/etc/passwd", "/static//etc/passwd",
+    "/static/../../../../../../../../etc/passwd", "http://gallery.test/../store.db", "http://gallery.test/static/../outside.png",
+    "/static/gallery.css%00/../../store.db", "/results/{dream}%00/file", "/results/{dream}/file%00.db", "/files/..%00/store.db",
+    "/results/{dream}/file;/../../store.db", "/static/.%2e/.%2e/store.db", "/results/{dream}/file?/../../store.db",
+]
+
+
+async def test_no_request_target_reaches_a_file_outside_the_published_results(serve, published, tmp_path):
+    (tmp_path / "outside.png").write_bytes(b"OUTSIDE-THE-RESULTS-FOLDER")
+    served = await serve()
+    dream = published.jobs["dream"]
+    published_file = next(published.results_dir.glob(f"job-{dream}.*")).read_bytes()
+    leaks = []
+    for pattern in TRAVERSALS:
+        target = pattern.format(dream=dream, root=tmp_path).encode("utf-8")
+        for sent in dict.fromkeys((target, target.replace(b"%00", b"\x00"))):  # NUL encoded, and as the byte
+            answer = await exchange(served.port, get(sent))
+            refused = answer.status in (400, 404) and not answer.headers.get("content-type", "").startswith("image/")
+            if not (refused or answer.status == 200 and answer.body == published_file) or b"SQLite format 3" in answer.raw \
+                    or b"OUTSIDE-THE" in answer.raw or b"root:" in answer.raw:
+                leaks.append((sent, answer.raw[:80]))
+    assert leaks == [], "served something other than a refusal or the published file"
+    assert (await exchange(served.port, get(f"/results/{dream}/file"))).status == 200, "the published file itself is served"
 
 
 async def test_only_the_name_the_job_recorded_is_looked_up_and_only_in_the_results_folder(client, published, tmp_path):
@@ -184,10 +207,17 @@ async def test_only_get_and_head_are_allowed(client, method, path):
     assert response.headers["Cache-Control"] == NO_STORE
 
 
-async def test_a_bad_order_or_page_is_a_bad_request(client):
-    for query in ("order=best", "page=0", "page=x", "page=10001"):
-        assert (await client.get(f"/servers/{PUBLIC}?{query}")).status == 400, query
-        assert (await client.get(f"/api/servers/{PUBLIC}?{query}")).status == 400, query
+async def test_a_bad_order_or_page_is_a_bad_request(client, caplog):
+    junk = ("page=\u00b2", "page=\u00b9", "page=\u2460", "page=\u0661", "page=" + "9" * 5000, "page=1" + "0" * 4999, "page=-1",
+            "page=+1", "page= 1", "page=1.0", "page=", "page=000000001")
+    for query in ("order=best", "page=0", "page=x", "page=10001", *junk):
+        page = await client.get(f"/servers/{PUBLIC}?{query}")
+        assert page.status == 400, query
+        assert ("order must be" if query == "order=best" else "page must be a whole number from 1 to 10000") in await text_of(page)
+        api = await client.get(f"/api/servers/{PUBLIC}?{query}")
+        assert api.status == 400 and "must be" in (await api.json())["error"], query
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == [], "no traceback for a bad query"
+    assert (await client.get(f"/api/servers/{PUBLIC}?page=0001")).status == 200, "leading zeros are still a number"
 
 
 # -- the rate limit ---------------------------------------------------------------------------------
