@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-other-kernels bench bench-gpu soak venv clean postgres chromium
+.PHONY: demo test test-other-kernels bench bench-gpu soak load venv clean postgres chromium
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,8 +56,17 @@ bench-gpu: $(STAMP)
 clean:
 	rm -rf $(VENV) demo-out out
 
-# Many tiny jobs through two bot processes on one database, with workers and bots killed (SIGKILL);
-# prints the counts. A reduced size runs inside `make test` (tests/bot/test_soak.py), on both databases.
+# Many tiny jobs through two bot processes on one database, with workers and bots killed (SIGKILL;
+# each bot kill lands while the bot holds a running and a queued job); prints the counts and the
+# adoptions after each bot kill. Then the load test (make load). Reduced sizes run inside `make test`
+# (tests/bot/test_soak.py on both databases, tests/bot/test_load.py).
 # On PostgreSQL (a throwaway server): make soak SOAK_ARGS=--postgres
 soak: $(STAMP)
-	$(PY) -m tests.soak --jobs 300 --worker-kills 30 --bot-kills 3 $(SOAK_ARGS)
+	$(PY) -m tests.soak --jobs 1000 --worker-kills 100 --bot-kills 10 $(SOAK_ARGS)
+	$(MAKE) load
+
+# 200 users in 20 servers queue 1000 fast fake jobs through one real bot process (`dreambot run --web`
+# on the fake Discord) while `!queue` and the web gallery are asked; prints event-loop lag, answer
+# times and memory, and holds them to their targets (tests/soak/load.py). make load SOAK_ARGS=--postgres
+load: $(STAMP)
+	$(PY) -m tests.soak.load --users 200 --guilds 20 --jobs 1000 $(SOAK_ARGS)

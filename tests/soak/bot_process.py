@@ -1,11 +1,16 @@
 """One soak bot process: submits its share of jobs through the service, follows them, "posts" results.
 
-    python -m tests.soak.bot_process --url URL --index 0 --jobs 150 --workdir DIR [--lease 2 --heartbeat 0.4]
+    python -m tests.soak.bot_process --url URL --index 0 --jobs 150 --workdir DIR [--lease 2 --heartbeat 0.4 --pace 0.1 --burst 3]
+
+Once its service is open it appends `INDEX PID OWNER` to owners.log (OWNER: its name in job leases,
+the jobs table's owner column), so the orchestrator can see in the database which jobs it holds.
+It submits in bursts of `burst` jobs, `burst * pace` seconds apart: right after each burst it holds
+queued jobs behind running ones, so a bot kill can land while it holds both.
 
 Its jobs' seeds are index * TICKETS + ticket, so every job of the soak has its own seed. A restarted
 process asks the database which of its tickets were already submitted and goes on from there.
-It adopts any orphaned job (its own previous run's, or the other process's) and "posts" a finished
-job by appending its id to posts.log. SIGTERM stops it cleanly.
+It adopts any orphaned job (its own previous run's, or the other process's) and "posts" a job it
+finished itself by appending its id to posts.log. SIGTERM stops it cleanly.
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ def append_line(path: Path, line: str) -> None:
         os.close(fd)
 
 
-async def serve(url: str, index: int, jobs: int, workdir: Path, lease: float, heartbeat: float, pace: float) -> None:
+async def serve(url: str, index: int, jobs: int, workdir: Path, lease: float, heartbeat: float, pace: float,
+                burst: int = 1) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     limits = RateLimits(user_burst=0, guild_jobs_per_hour=0, max_active_jobs=0)  # the soak is about ownership, not limits
@@ -59,11 +65,17 @@ async def serve(url: str, index: int, jobs: int, workdir: Path, lease: float, he
         async with executor, Service.open(store=store, executor=executor, results=LocalResults(workdir / "results"),
                                           compile=fake_compile, restore=fake_restore, describe=fake_describe,
                                           heartbeat_seconds=heartbeat) as service:
+            append_line(workdir / "owners.log", f"{index} {os.getpid()} {service.owner}\n")
             followers: set[asyncio.Task] = set()
 
             async def follow(job_id: int) -> None:
                 outcome = await service.jobs.follow(job_id)
-                if outcome.status == "done":
+                # Post only a result this process finished, as the Discord front does. A job it
+                # followed but lost (its lease lapsed, another process took it over and ended it) is
+                # the other's to post; "done" without a result here means it ended before the
+                # follow began, so the store's owner says who finished it.
+                if outcome.status == "done" and (outcome.result is not None
+                                                 or (await service.jobs.record(job_id)).owner == service.owner):
                     append_line(workdir / "posts.log", f"{job_id} {index} {os.getpid()}\n")
 
             def follow_all(job_ids: list[int]) -> None:
@@ -84,7 +96,8 @@ async def serve(url: str, index: int, jobs: int, workdir: Path, lease: float, he
                 if not isinstance(accepted, Accepted):  # limits are off, so only when stopping
                     break
                 follow_all([accepted.job_id])
-                await asyncio.sleep(pace)
+                if (ticket + 1) % burst == 0:
+                    await asyncio.sleep(pace * burst)
             await stop.wait()
 
 
@@ -96,9 +109,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--lease", type=float, default=2.0)
     parser.add_argument("--heartbeat", type=float, default=0.4)
-    parser.add_argument("--pace", type=float, default=0.1, help="seconds between two submissions")
+    parser.add_argument("--pace", type=float, default=0.1, help="seconds per submission, on average")
+    parser.add_argument("--burst", type=int, default=1, help="jobs submitted back to back, then a pause of burst * pace")
     args = parser.parse_args()
-    asyncio.run(serve(args.url, args.index, args.jobs, args.workdir, args.lease, args.heartbeat, args.pace))
+    asyncio.run(serve(args.url, args.index, args.jobs, args.workdir, args.lease, args.heartbeat, args.pace, args.burst))
 
 
 if __name__ == "__main__":

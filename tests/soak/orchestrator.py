@@ -1,11 +1,17 @@
 """Run the soak: two bot processes on one database, random worker kills, bot kills and restarts, then checks.
 
-The bots submit their jobs at a steady pace. As the submissions pass evenly spaced marks, the
-orchestrator SIGKILLs a busy worker (one whose last logged run has started, not ended) and, at
-the bot-kill marks, SIGKILLs a whole bot process (its workers die with it) and starts it again.
-Once every job is submitted and none is queued or running, the bots are stopped and the records
-checked: each job done exactly once (and "posted" once) or failed with a one-line reason, no job
-lost or submitted twice, no job running in two places at once, and a sound database.
+The bots submit their jobs in small bursts at a steady pace. As the jobs that ended (done or
+failed) pass evenly spaced marks, the orchestrator SIGKILLs a busy worker (one whose last logged
+run has started, not ended) and, at the bot-kill marks, SIGKILLs a whole bot process (its workers
+die with it) and starts it again. A bot kill lands only while its bot holds work: the orchestrator
+waits (within `kill_wait` seconds) until the jobs table shows a bot (the next in turn, else the
+other) holding at least one running and one queued job under its lease owner (each bot writes its
+owner to owners.log), stops it (SIGSTOP) and looks again, kills it if it still holds both, and
+then reads which jobs the dead process held. Once every job is submitted and none is queued or
+running, the bots are stopped and the records checked: each job done exactly once (and "posted"
+once) or failed with a one-line reason, no job lost or submitted twice, no job running in two
+places at once, a sound database, and for each bot kill, that other processes (the other bot, or
+the killed one's restart) adopted and ended every job the dead one held.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from bot.store import Store
 from bot.store.models import Job
@@ -52,6 +58,7 @@ class SoakReport:
     started_again: int = 0  # runs cut short by a bot kill and started again by the process that adopted the job
     integrity: str = "not checked"
     seconds: float = 0.0
+    kills: list[BotKill] = field(default_factory=list)  # one per bot kill, in order
 
     def problems(self) -> list[str]:
         found = []
@@ -64,6 +71,12 @@ class SoakReport:
                 found.append(f"{name.replace('_', ' ')}: {getattr(self, name)}")
         if self.integrity != "ok":
             found.append(f"integrity: {self.integrity}")
+        for number, kill in enumerate(self.kills, 1):
+            if not {"running", "queued"} <= set(kill.held.values()):
+                found.append(f"bot kill {number} missed: {kill.line()}")
+            if kill.adopted_done == 0 or kill.adopted_done + kill.adopted_failed != len(kill.held):
+                found.append(f"bot kill {number}: of {len(kill.held)} jobs held, {kill.adopted_done} adopted and done, "
+                             f"{kill.adopted_failed} adopted and failed")
         return found
 
     def lines(self) -> list[str]:
@@ -77,22 +90,46 @@ class SoakReport:
             f"  started again after their bot was killed under them: {self.started_again}; "
             f"re-run after their bot died before recording them: {self.reruns_after_a_bot_died}; "
             f"done but their bot died before posting: {self.done_not_posted}",
+            *(f"  bot kill {number}: {kill.line()}" for number, kill in enumerate(self.kills, 1)),
             f"  store integrity: {self.integrity}",
             "  result: " + ("PASS" if not self.problems() else "FAIL: " + "; ".join(self.problems())),
         ]
 
 
+@dataclass
+class BotKill:
+    """One bot kill: the jobs the dead process held (read from the jobs table after the kill) and
+    who finished them: the other bot or the killed bot's restart, after adopting them."""
+
+    index: int  # the bot killed
+    pid: int
+    held: dict[int, str]  # job id -> its status when the process died (queued or running)
+    adopted_done: int = 0  # held jobs another process (or the restart) adopted and finished as done
+    adopted_failed: int = 0  # ... and recorded failed (a worker killed under the adopter)
+    finished_by: Counter = field(default_factory=Counter)  # "bot 1" or "its restart" -> jobs done
+
+    def line(self) -> str:
+        running = sum(1 for status in self.held.values() if status == "running")
+        who = ", ".join(f"{n} by {name}" for name, n in sorted(self.finished_by.items())) or "nobody"
+        return (f"bot {self.index} held {len(self.held)} jobs ({running} running, {len(self.held) - running} queued); "
+                f"adopted and done: {self.adopted_done} ({who}); adopted and failed: {self.adopted_failed}")
+
+
 class _Bot:
-    def __init__(self, index: int, url: str, jobs: int, workdir: Path, lease: float, heartbeat: float, pace: float):
+    def __init__(self, index: int, url: str, jobs: int, workdir: Path, lease: float, heartbeat: float, pace: float,
+                 burst: int):
         self.index = index
         self.args = [sys.executable, "-m", "tests.soak.bot_process", "--url", url, "--index", str(index), "--jobs", str(jobs),
-                     "--workdir", str(workdir), "--lease", str(lease), "--heartbeat", str(heartbeat), "--pace", str(pace)]
+                     "--workdir", str(workdir), "--lease", str(lease), "--heartbeat", str(heartbeat), "--pace", str(pace),
+                     "--burst", str(burst)]
         self.log = workdir / f"bot-{index}.log"
         self.proc: asyncio.subprocess.Process | None = None
+        self.pids: list[int] = []  # every start's pid, oldest first
 
     async def start(self) -> None:
         with open(self.log, "ab") as log:
             self.proc = await asyncio.create_subprocess_exec(*self.args, stdout=log, stderr=log, cwd=_repo_root())
+        self.pids.append(self.proc.pid)
 
     async def kill(self) -> None:
         assert self.proc is not None
@@ -120,45 +157,107 @@ async def soak(
     lease: float = 2.0,
     heartbeat: float = 0.4,
     pace: float = 0.1,
+    burst: int = 3,
     deadline: float = 900.0,
+    kill_wait: float = 120.0,
     seed: int = 0,
 ) -> SoakReport:
+    """Run the soak and check it; raises TimeoutError past `deadline` seconds, or when no bot held
+    a running and a queued job within `kill_wait` seconds of a bot-kill mark."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="dreambot-soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
     url = database_url or f"sqlite+aiosqlite:///{workdir / 'soak.db'}"
     rng = random.Random(seed)
     report = SoakReport(expected=jobs)
     shares = [jobs // BOTS + (1 if i < jobs % BOTS else 0) for i in range(BOTS)]
-    bots = [_Bot(i, url, shares[i], workdir, lease, heartbeat, pace) for i in range(BOTS)]
+    bots = [_Bot(i, url, shares[i], workdir, lease, heartbeat, pace, burst) for i in range(BOTS)]
     started = time.monotonic()
     async with Store.open(url, upgrade=True, lease_seconds=lease) as store:
         try:
             for bot in bots:
                 await bot.start()
             runs, killed = workdir / "runs.log", set()
+            kill_due: float | None = None  # when the pending bot kill's mark was passed
             while True:
                 if time.monotonic() - started > deadline:
                     raise TimeoutError(f"the soak did not finish in {deadline:.0f} s; see the logs in {workdir}")
                 submitted, active = await _counts(store)
+                ended = submitted - active  # marks follow the work done, which lags the submissions by the queue
                 for bot in bots:
                     if bot.proc is not None and bot.proc.returncode is not None:
                         raise RuntimeError(f"bot {bot.index} exited by itself with code {bot.proc.returncode}; see {bot.log}")
-                if report.worker_kills < worker_kills and submitted >= (report.worker_kills + 1) * jobs / (worker_kills + 1):
+                if report.worker_kills < worker_kills and ended >= _mark(report.worker_kills, worker_kills, jobs):
                     if _kill_a_busy_worker(runs, rng, killed):
                         report.worker_kills += 1
-                if report.bot_kills < bot_kills and submitted >= (report.bot_kills + 1) * jobs / (bot_kills + 1):
-                    bot = bots[report.bot_kills % BOTS]
-                    await bot.kill()
-                    report.bot_kills += 1
-                    await bot.start()
+                if report.bot_kills < bot_kills and ended >= _mark(report.bot_kills, bot_kills, jobs):
+                    kill_due = kill_due or time.monotonic()
+                    bot = await _holding_work(store, bots, workdir, first=report.bot_kills % BOTS)
+                    if bot is not None and await _stopped_holding_work(store, bot, workdir):
+                        await bot.kill()
+                        report.kills.append(BotKill(bot.index, bot.pids[-1], await _held(store, workdir, bot.pids[-1])))
+                        report.bot_kills += 1
+                        kill_due = None
+                        await bot.start()
+                    elif time.monotonic() - kill_due > kill_wait:
+                        raise TimeoutError(f"bot kill {report.bot_kills + 1}: no bot held a running and a queued job "
+                                           f"within {kill_wait:.0f} s; see the logs in {workdir}")
                 if submitted >= jobs and active == 0 and report.worker_kills >= worker_kills and report.bot_kills >= bot_kills:
                     break
                 await asyncio.sleep(0.02)
         finally:
             await asyncio.gather(*(bot.stop() for bot in bots))
         report.seconds = time.monotonic() - started
-        await _check(store, report, workdir, shares)
+        await _check(store, report, workdir, shares, bots)
     return report
+
+
+def _mark(kill: int, kills: int, jobs: int) -> float:
+    """How many jobs must have ended before kill number `kill` (from 0) of `kills`: evenly spread
+    over the first 90% of the jobs, so that the last kills still find work to land on."""
+    return (kill + 0.5) * 0.9 * jobs / kills
+
+
+def _owners(workdir: Path) -> dict[int, str]:
+    """Each bot process's lease owner by pid, as the processes wrote them to owners.log."""
+    path = workdir / "owners.log"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {int(pid): owner for _index, pid, owner in (line.split(maxsplit=2) for line in lines)}
+
+
+async def _holding_work(store: Store, bots: list[_Bot], workdir: Path, *, first: int) -> _Bot | None:
+    """The bot, bots[first] if it can, whose current process holds at least one running and one
+    queued job in the jobs table; None when neither does now."""
+    owners = _owners(workdir)
+    query = (select(Job.owner, Job.status, func.count()).where(Job.status.in_(("queued", "running")))
+             .group_by(Job.owner, Job.status))
+    async with store.database.engine.connect() as conn:
+        held = {(owner, status): n for owner, status, n in (await conn.execute(query)).all()}
+    for bot in bots[first:] + bots[:first]:
+        owner = owners.get(bot.pids[-1]) if bot.pids and bot.proc is not None and bot.proc.returncode is None else None
+        if owner is not None and held.get((owner, "running"), 0) >= 1 and held.get((owner, "queued"), 0) >= 1:
+            return bot
+    return None
+
+
+async def _stopped_holding_work(store: Store, bot: _Bot, workdir: Path) -> bool:
+    """Stop the bot's process (SIGSTOP) and look again: True, leaving it stopped for the kill, when
+    it still holds a running and a queued job; otherwise it goes on (SIGCONT) and False. Stopped, it
+    cannot change its jobs between this look and the kill, so the kill lands on what was seen."""
+    assert bot.proc is not None
+    bot.proc.send_signal(signal.SIGSTOP)
+    statuses = set((await _held(store, workdir, bot.pids[-1])).values())
+    if {"running", "queued"} <= statuses:
+        return True
+    bot.proc.send_signal(signal.SIGCONT)
+    return False
+
+
+async def _held(store: Store, workdir: Path, pid: int) -> dict[int, str]:
+    """The queued and running jobs the (dead) process `pid` held: nobody else may take them before its leases run out."""
+    owner = _owners(workdir)[pid]
+    query = select(Job.id, Job.status).where(Job.owner == owner, Job.status.in_(("queued", "running")))
+    async with store.database.engine.connect() as conn:
+        return {job_id: status for job_id, status in (await conn.execute(query)).all()}
 
 
 async def _counts(store: Store) -> tuple[int, int]:
@@ -194,9 +293,9 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-async def _check(store: Store, report: SoakReport, workdir: Path, shares: list[int]) -> None:
+async def _check(store: Store, report: SoakReport, workdir: Path, shares: list[int], bots: list[_Bot]) -> None:
     async with store.database.engine.connect() as conn:
-        rows = (await conn.execute(select(Job.id, Job.seed, Job.status, Job.error, Job.result_location))).all()
+        rows = (await conn.execute(select(Job.id, Job.seed, Job.status, Job.error, Job.result_location, Job.owner))).all()
         report.integrity = await _integrity(conn, rows)
     report.jobs = len(rows)
     seeds = Counter(row.seed for row in rows)
@@ -219,6 +318,26 @@ async def _check(store: Store, report: SoakReport, workdir: Path, shares: list[i
 
     concurrent, reruns, started_again = _runs_overlap(workdir / "runs.log")
     report.concurrent_runs, report.reruns_after_a_bot_died, report.started_again = concurrent, reruns, started_again
+    _adoptions(report.kills, {row.id: row for row in rows}, _owners(workdir), bots)
+
+
+def _adoptions(kills: list[BotKill], rows: dict, owners: dict[int, str], bots: list[_Bot]) -> None:
+    """For each bot kill, how the jobs its process held ended, and which process ended them. A job's
+    row keeps the owner that recorded its end (finishing checks the owner), and the dead process
+    could record nothing more, so a held job that ended was adopted by the process that ended it."""
+    index_of = {owners.get(pid): bot.index for bot in bots for pid in bot.pids}
+    for kill in kills:
+        dead = owners[kill.pid]
+        for job_id in kill.held:
+            row = rows[job_id]
+            if row.owner == dead or row.status not in ("done", "failed"):
+                continue
+            if row.status == "done":
+                kill.adopted_done += 1
+                by = index_of.get(row.owner)
+                kill.finished_by["its restart" if by == kill.index else f"bot {by}"] += 1
+            else:
+                kill.adopted_failed += 1
 
 
 async def _integrity(conn, rows) -> str:
