@@ -146,9 +146,12 @@ def reply_reference(record: JobRecord) -> discord.MessageReference | None:
                                     fail_if_not_exists=False)
 
 
-def upload_limit(channel: object) -> int:
-    """The bytes a message in `channel` may carry: its server's limit (from its boost tier), known
-    before any upload; 10 MiB outside servers."""
+def upload_limit(channel: object, interaction: discord.Interaction | None = None) -> int:
+    """The bytes a message in `channel` may carry, known before any upload: what Discord told the
+    `interaction` that asked (its attachment_size_limit, the most exact), else the server's limit
+    from its boost tier; 10 MiB outside servers. A 413 remains the fallback for a limit unannounced."""
+    if interaction is not None:
+        return interaction.filesize_limit
     guild = getattr(channel, "guild", None)
     return guild.filesize_limit if guild is not None else DM_UPLOAD_LIMIT
 

@@ -69,10 +69,12 @@ class Service:
         stand_ins = {name: fn for name, fn in (("compile", compile), ("restore", restore), ("describe", describe)) if fn is not None}
         jobs = JobService(store=store, executor=executor, results=results, metrics=metrics, owner=owner, prefix=prefix,
                           max_job_seconds=max_job_seconds, **stand_ins)
-        leases = LeaseKeeper(store=store, owner=owner, heartbeat_seconds=heartbeat_seconds, held=jobs.held,
-                             on_lost=jobs.lost, resume=jobs.resume)
+        delivery = Delivery(store=store, results=results, retry_seconds=delivery_retry_seconds, owner=owner)
+        # Held: the jobs this process runs, and those whose result it is posting.
+        leases = LeaseKeeper(store=store, owner=owner, heartbeat_seconds=heartbeat_seconds,
+                             held=lambda: [*jobs.held(), *delivery.posting()], on_lost=jobs.lost, resume=jobs.resume)
         guilds = Guilds(store=store, max_job_seconds=max_job_seconds)
-        service = cls(jobs=jobs, leases=leases, delivery=Delivery(store=store, results=results, retry_seconds=delivery_retry_seconds),
+        service = cls(jobs=jobs, leases=leases, delivery=delivery,
                       gallery=Gallery(store), public=PublicGallery(store, results=results, default_prefix=prefix),
                       guilds=guilds,
                       answers=Answers(store=store, executor=executor, jobs=jobs, guilds=guilds, owner=owner, prefix=prefix),

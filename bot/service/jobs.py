@@ -29,7 +29,8 @@ from core.spec import check_inputs, check_options, compile_job, restore_job
 from ..commands import Request, ordinal, reproduce_command, wait_text
 from ..executor import Executor, ExecutorClosed
 from ..results import ResultStore
-from ..store import Asker, JobRecord, Store
+from ..store import Admission, Asker, JobRecord, Store
+from ..store.jobs import time_cap
 from .metrics import Metrics
 from .refusals import Denied, refusal_words
 
@@ -233,7 +234,11 @@ class JobService:
 
     async def resume(self, record: JobRecord) -> bool:
         """Queue again a job this process adopted (its inputs loaded); False, with the job failed
-        and the reason recorded, when it cannot run any more."""
+        and the reason recorded, when it cannot run any more.
+
+        It is priced again and held to its server's time cap as it stands now (the server may have
+        lowered it, the workers may have slowed): over it, it fails with the line a new request
+        would get. Exempt roles are not kept with a job, so the cap is the one for other members."""
         if record.kind in ("dream", "video") and record.image is None:
             await self.store.jobs.fail(record.id, "its input was lost in a restart; please send it again", owner=self.owner)
             return False
@@ -243,8 +248,15 @@ class JobService:
         except DreamError as exc:  # say, a model this version no longer has
             await self.store.jobs.fail(record.id, f"it cannot run again after the restart: {exc}", owner=self.owner)
             return False
-        self._start(record.id, spec, record.command or "", record.user_id, record.guild_id, self.max_job_seconds,
-                    self.executor.predict(spec))
+        predicted = self.executor.predict(spec)
+        settings = await self.store.guilds.get(record.guild_id) if record.guild_id is not None else None
+        cap = time_cap(settings, self.max_job_seconds, exempt=False)
+        if predicted > cap:
+            refused = self._refuse("over_time_cap", refusal_words(Admission(False, refusal="over_time_cap", limit=cap),
+                                                                   spec, predicted))
+            await self.store.jobs.fail(record.id, refused.reason, owner=self.owner)
+            return False
+        self._start(record.id, spec, record.command or "", record.user_id, record.guild_id, cap, predicted)
         return True
 
     async def close(self) -> None:

@@ -54,7 +54,8 @@ class LeaseKeeper:
 
     async def recover(self, owns: Owns = lambda record: True, *, on_adopted: Adopter | None = None) -> list[JobRecord]:
         """Adopt and queue again the unfinished jobs no live process holds, for the front that `owns`
-        them; returns them. Only jobs whose lease has run out (or that were given back) are taken.
+        them; returns them, with those that could not run again (failed, with the reason as
+        their error). Only jobs whose lease has run out (or that were given back) are taken.
 
         With `on_adopted`, every heartbeat also adopts jobs whose owner has died since and hands them to it.
         """
@@ -68,8 +69,12 @@ class LeaseKeeper:
             if self._closing or not owns(orphan):
                 continue
             record = await self.store.leases.claim(orphan.id, self.owner)
-            if record is not None and await self._resume(record):  # None: another process adopted it first
+            if record is None:  # another process adopted it first
+                continue
+            if await self._resume(record):
                 adopted.append(record)
+            elif (ended := await self.store.jobs.get(record.id)) is not None and ended.status == "failed":
+                adopted.append(ended)  # it cannot run again: its front tells the requester why
         return adopted
 
     async def _renew_forever(self) -> None:

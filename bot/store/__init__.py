@@ -45,7 +45,7 @@ class Store:
         self.lease_seconds = lease_seconds
         self.jobs = JobRows(database, limits=self.limits, lease_seconds=lease_seconds)
         self.leases = LeaseRows(database, lease_seconds=lease_seconds)
-        self.deliveries = DeliveryRows(database)
+        self.deliveries = DeliveryRows(database, lease_seconds=lease_seconds)
         self.gallery = GalleryRows(database)
         self.guilds = GuildRows(database, limits=self.limits)
 

@@ -15,7 +15,6 @@ bucket row also serialises the count of their active jobs.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -67,8 +66,9 @@ class JobRows:
         predicted: seconds the job is expected to take; max_seconds: the bot's own cap, which a
         server may lower and its exempt roles may use in full. Refused, nothing is consumed.
         """
-        now = time.time() if now is None else now
         async with self.db.writing() as session:
+            if now is None:  # the database's clock, as for every lease and bucket: one clock for all processes
+                now = float((await session.execute(select(self.db.now))).scalar_one())
             settings = await _settings(session, asker.guild_id)
             exempt = is_exempt(settings, asker.roles)
             cap = time_cap(settings, max_seconds, exempt=exempt)
@@ -113,7 +113,9 @@ class JobRows:
             job_id, ACTIVE_STATUSES, owner, status="done", finished_at=self.db.now, timings=dict(timings),
             result_location=location, result_type=result_type,
             delivery=case((has_channel, "pending"), else_=None), delivery_attempts=case((has_channel, 1), else_=0),
-            delivery_tried_at=case((has_channel, time.time()), else_=None),
+            delivery_tried_at=case((has_channel, self.db.now), else_=None),
+            # The finisher posts next: its hold starts afresh, and it renews it while posting (LeaseRows.renew).
+            lease_expires_at=self.db.now + self.lease_seconds,
         )
 
     async def fail(self, job_id: int, error: str, *, owner: str | None = None) -> bool:

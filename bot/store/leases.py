@@ -1,13 +1,16 @@
 """Which bot process holds each unfinished job: leases that the holder renews and others adopt
 only once they run out, so no job runs or posts twice however processes die.
+
+Every lease time is the database's clock (`Database.now`), read inside the statement that writes
+or compares it: processes whose own clocks disagree still agree on when a lease runs out. The
+`now` arguments exist for tests that move time on; in service, leave them out.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, Float, and_, literal, or_, select, update
 
 from .database import Database
 from .jobs import ACTIVE_STATUSES, RECORD_COLUMNS, job_record, records
@@ -38,13 +41,16 @@ class LeaseRows:
 
         A job missing from the answer has ended (say, cancelled from another process) or was adopted
         by another process after this one's lease lapsed: its owner must stop it and not post it.
+        A finished job whose result `owner` is posting stays held until the post is recorded
+        (see DeliveryRows.claim).
         """
         ids = sorted(set(job_ids))
         if not ids:
             return set()
-        held = (Job.owner == owner, Job.status.in_(ACTIVE_STATUSES), Job.id.in_(ids))
+        posting = and_(Job.status == "done", Job.delivery == "pending")
+        held = (Job.owner == owner, or_(Job.status.in_(ACTIVE_STATUSES), posting), Job.id.in_(ids))
         async with self.db.writing() as session:
-            await session.execute(update(Job).where(*held).values(lease_expires_at=_now(now) + self.lease_seconds))
+            await session.execute(update(Job).where(*held).values(lease_expires_at=self._now(now) + self.lease_seconds))
             return set((await session.scalars(select(Job.id).where(*held))).all())
 
     async def release(self, job_id: int, owner: str) -> bool:
@@ -57,29 +63,29 @@ class LeaseRows:
 
     async def orphans(self, *, now: float | None = None) -> list[JobRecord]:
         """Queued and running jobs nobody holds (no owner, or a lease past its expiry), oldest first; inputs not loaded."""
-        query = select(*RECORD_COLUMNS).where(Job.status.in_(ACTIVE_STATUSES), _orphaned(_now(now)))
+        query = select(*RECORD_COLUMNS).where(Job.status.in_(ACTIVE_STATUSES), _orphaned(self._now(now)))
         async with self.db.reading() as session:
             return records(await session.execute(query.order_by(Job.id)))
 
     async def claim(self, job_id: int, owner: str, *, now: float | None = None) -> JobRecord | None:
         """Adopt an orphaned job for `owner`, back in the queued state; None when it is not orphaned
         (another process adopted it first, or it ended). Returns it with its inputs, to run again."""
-        now = _now(now)
+        clock = self._now(now)
         async with self.db.writing() as session:
-            query = update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES), _orphaned(now))
+            query = update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES), _orphaned(clock))
             claimed = await session.execute(
-                query.values(owner=owner, lease_expires_at=now + self.lease_seconds, status="queued", started_at=None))
+                query.values(owner=owner, lease_expires_at=clock + self.lease_seconds, status="queued", started_at=None))
             if claimed.rowcount != 1:
                 return None
             job = await session.get(Job, job_id)
             assert job is not None, "a job just updated exists"
             return job_record(job, inputs=True)
 
+    def _now(self, now: float | None) -> ColumnElement[float]:
+        """The database's clock, or a test's fixed time."""
+        return self.db.now if now is None else literal(float(now), Float)
 
-def _orphaned(now: float):
+
+def _orphaned(now: ColumnElement[float]):
     """SQL condition: no process holds the job (never held, released, or its lease has run out)."""
     return or_(Job.owner.is_(None), Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
-
-
-def _now(now: float | None) -> float:
-    return time.time() if now is None else float(now)

@@ -15,7 +15,7 @@ from aiohttp import web
 from ._gateway import Gateway, Intents, Op
 from ._records import Edit, InteractionResponse, Upload
 from ._rest import API_PREFIX, Rest, _Interaction
-from ._world import DEFAULT_UPLOAD_LIMIT, World, image_size
+from ._world import World, image_size
 
 __all__ = ["FakeDiscord"]
 
@@ -48,7 +48,7 @@ class FakeDiscord:
         application_id: int | None = None,
         bot_name: str = "dreambot",
         guild_name: str = "Fake Guild",
-        upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+        upload_limit: int | None = None,
         premium_tier: int = 0,
         heartbeat_interval: float = 41.25,
         interaction_timeout: float | None = 3.0,
@@ -60,7 +60,8 @@ class FakeDiscord:
     ) -> None:
         """
         token: the bot token REST and IDENTIFY must carry (None accepts any).
-        upload_limit: bytes per message for the default guild; bigger uploads get HTTP 413.
+        upload_limit: bytes per message for the default guild; bigger uploads get HTTP 413. None:
+            its boost tier's (`premium_tier`), which discord.py's Guild.filesize_limit also reports.
         heartbeat_interval: seconds, sent in HELLO.
         interaction_timeout: seconds within which an interaction must get its first callback
             (Discord's 3 s); later callbacks get 404 "Unknown interaction". None disables.
@@ -240,7 +241,9 @@ class FakeDiscord:
         return self.world.add_text_channel(guild_id or self.guild_id, name)
 
     def set_upload_limit(self, limit: int, *, guild_id: int | None = None) -> None:
-        """Bytes per message a guild accepts; larger uploads get HTTP 413 (code 40005)."""
+        """Bytes per message a guild accepts; larger uploads get HTTP 413 (code 40005). Unlike its
+        boost tier, a limit set here is not in the guild's data: only interactions announce it (as
+        `attachment_size_limit`), so a bot posting a prefix command's result learns it from a 413."""
         self.world.guilds[guild_id or self.guild_id].upload_limit = limit
 
     def fail_next_upload(self, times: int = 1, *, status: int = 413) -> None:

@@ -19,6 +19,8 @@ __all__ = ["Permissions", "World", "image_size", "iso_now"]
 
 DISCORD_EPOCH_MS = 1420070400000
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+# Bytes per message by boost tier, as Discord sets them (and discord.py's Guild.filesize_limit reads them).
+TIER_UPLOAD_LIMITS = {0: DEFAULT_UPLOAD_LIMIT, 1: DEFAULT_UPLOAD_LIMIT, 2: 50 * 1024 * 1024, 3: 100 * 1024 * 1024}
 
 
 class Permissions:
@@ -84,7 +86,7 @@ class World:
         application_id: int | None,
         bot_name: str,
         guild_name: str,
-        upload_limit: int,
+        upload_limit: int | None,
         premium_tier: int,
     ) -> None:
         self.snowflake = SnowflakeFactory()
@@ -124,9 +126,11 @@ class World:
             self._join(guild, uid)
         return copy.deepcopy(user)
 
-    def add_guild(self, name: str, *, owner_id: int, upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+    def add_guild(self, name: str, *, owner_id: int, upload_limit: int | None = None,
                   premium_tier: int = 0, guild_id: int | None = None) -> GuildState:
-        """A guild everyone is a member of. guild_id: a chosen id (its bits from 22 up pick its shard)."""
+        """A guild everyone is a member of. guild_id: a chosen id (its bits from 22 up pick its shard).
+        upload_limit: None takes its boost tier's, the limit Discord announces with the tier."""
+        upload_limit = TIER_UPLOAD_LIMITS[premium_tier] if upload_limit is None else upload_limit
         gid = guild_id or self.snowflake()
         assert gid not in self.guilds, f"the fake already has a guild {gid}"
         everyone = {"id": str(gid), "name": "@everyone", "permissions": str(Permissions.EVERYONE), "position": 0,

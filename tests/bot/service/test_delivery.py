@@ -33,6 +33,7 @@ async def service(store, tmp_path):
 async def finished_job(store: Store, location: str = "job.png") -> int:
     job_id = await new_job(store, fake_spec(), Asker("alice", "g1", "c1"), owner="A")
     assert await store.jobs.finish(job_id, {"total": 1.0}, location, "image/png", owner="A")
+    await store.deliveries.failed(job_id, "HTTP 503")  # A's first post was refused: its try is over
     return job_id
 
 

@@ -17,6 +17,7 @@ from bot.service import Accepted, Denied, Requester, Service
 from bot.store import RateLimits, Store
 from core.jobs import JobSpec
 from core.params import validate_params
+from core.spec import compile_job
 from tests.bot.fake_runners import fake_compile, fake_describe, fake_restore
 from tests.bot.rows import add_job
 from tests.bot.waiting import LIMIT, until
@@ -214,6 +215,23 @@ async def test_recovery_requeues_running_jobs_and_fails_jobs_without_input(real_
     await store.jobs.mark_running(running)  # as if the process died mid-job
     lost = await add_job(store, JobSpec("dream", validate_params("dream")), user_id="carol")
     recovered = await real_service.leases.recover()
-    assert [r.id for r in recovered] == [running]
+    assert [(r.id, r.status) for r in recovered] == [(running, "queued"), (lost, "failed")], \
+        "the one that cannot run again is handed over too, for its front to tell its requester"
     assert "send it again" in (await store.jobs.get(lost)).error
     assert (await asyncio.wait_for(real_service.jobs.follow(running), LIMIT)).status == "done"
+
+
+async def test_a_recovered_job_over_its_servers_cap_as_it_is_now_fails_with_the_refusal_a_new_request_gets(real_service, store):
+    medium = parse_command("!zoom frames:12 size:256")  # seconds on a CPU: over 1 s, under the bot's 2 min
+    small = parse_command("!zoom frames:1 size:64 steps:1 octaves:1")
+    specs = [compile_job(r.name, r.params, seed=r.seed) for r in (medium, small)]
+    # Admitted under the old settings by a process that died; the server has lowered its cap since.
+    over, under = [await add_job(store, spec, user_id="alice", guild_id="g1", channel_id="c1") for spec in specs]
+    await real_service.guilds.change("g1", max_job_seconds=1)
+    new_request = await real_service.jobs.submit(medium, ALICE)
+    assert isinstance(new_request, Denied)
+    recovered = await real_service.leases.recover()
+    assert [(r.id, r.status) for r in recovered] == [(over, "failed"), (under, "queued")]
+    assert recovered[0].error == new_request.reason and "over the 1 s limit" in new_request.reason
+    assert real_service.jobs.held() == [under], "the job over the cap is not queued"
+    assert (await asyncio.wait_for(real_service.jobs.follow(under), LIMIT)).status == "done"

@@ -10,7 +10,7 @@ import time
 import pytest
 from alembic import command
 
-from bot.store import Asker, Store, upgrade_async
+from bot.store import DEFAULT_LEASE_SECONDS, Asker, Store, upgrade_async
 from bot.store.migrate import alembic_config, head_revision
 from tests.bot.fake_runners import fake_spec
 from tests.bot.store.helpers import NO_LIMITS, new_job
@@ -62,7 +62,7 @@ async def test_of_many_processes_sweeping_at_once_exactly_one_tries_again(store)
     record = await store.jobs.get(job_id)
     assert (record.delivery_attempts, record.delivery_tried_at) == (2, NOW_ISH)
     assert not await store.deliveries.claim(job_id, 1), "a try seen before the last one is stale"
-    assert await store.deliveries.claim(job_id, 2)
+    assert await store.deliveries.claim(job_id, 2, now=NOW_ISH + DEFAULT_LEASE_SECONDS + 1), "once its holder's lease ran out"
     await store.jobs.posted(job_id, "https://discord.com/channels/g1/c1/9", channel_id="c1", in_guild=True)
     assert not await store.deliveries.claim(job_id, 3), "a posted result is not tried again"
 
@@ -108,3 +108,21 @@ async def test_the_delivery_columns_arrive_on_a_database_that_holds_jobs(databas
         assert await store.gallery.claim_feature(link) and not await store.gallery.claim_feature(link), "featured once"
     await asyncio.to_thread(command.downgrade, alembic_config(db), "0005")
     assert await run_sql(db, "SELECT kind, seed FROM jobs ORDER BY id") == [("dream", 5), ("zoom", 3), ("visualize", 7)]
+
+
+async def test_a_try_under_way_is_held_by_its_poster_and_claimed_by_another_only_once_that_process_is_gone(store):
+    lease = DEFAULT_LEASE_SECONDS
+    job_id = await finished_job(store)  # finished by A, which posts it now: its lease is its hold on the post
+    tried_at = (await store.jobs.get(job_id)).delivery_tried_at
+    assert not await store.deliveries.claim(job_id, 1, owner="B", after=10, now=tried_at + 11), \
+        "past the backoff, but A's post is still under way"
+    assert await store.leases.renew("A", [job_id], now=tried_at + lease - 5) == {job_id}, "A renews while it posts"
+    assert not await store.deliveries.claim(job_id, 1, owner="B", after=10, now=tried_at + lease + 5), \
+        "a slow post outlasts the first lease while A renews it"
+    assert await store.deliveries.claim(job_id, 1, owner="B", after=10, now=tried_at + 2 * lease), "A is gone: B tries"
+    record = await store.jobs.get(job_id)
+    assert (record.owner, record.delivery_attempts) == ("B", 2)
+    assert await store.leases.renew("A", [job_id], now=tried_at + 2 * lease) == set(), "A holds it no more"
+    assert await store.deliveries.failed(job_id, "HTTP 503") == 2
+    assert await store.deliveries.claim(job_id, 2, owner="C", after=20, now=tried_at + 2 * lease + 21), \
+        "a failed try holds nothing: only the backoff is waited for"

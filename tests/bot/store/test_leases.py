@@ -122,3 +122,45 @@ async def test_the_lease_columns_arrive_on_a_database_that_holds_unfinished_jobs
     assert await run_sql(url, "SELECT count(*) FROM gallery_entries") == [(1,)], "the done job's gallery entry is kept"
     assert await run_sql(url, "SELECT count(*) FROM likes") == [(1,)]
     assert not {"owner", "lease_expires_at"} & await columns(url, "jobs")
+
+
+# -- one clock: the database's ---------------------------------------------------------------------
+
+
+class SkewedClock:
+    """This process's wall clock, off by `skew` seconds while set (time.time is what a process
+    would read for its own idea of now)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch, self.true_time = monkeypatch, time.time
+
+    def set(self, skew: float) -> None:
+        self.monkeypatch.setattr(time, "time", lambda: self.true_time() + skew)
+
+
+@pytest.mark.parametrize("skew", [10 * LEASE, -10 * LEASE])
+async def test_a_process_whose_clock_is_wrong_by_ten_leases_never_adopts_a_live_job(url, monkeypatch, skew):
+    clock = SkewedClock(monkeypatch)
+    # Two processes, each with its own handle on one database.
+    async with Store.open(url, upgrade=True, lease_seconds=LEASE, limits=NO_LIMITS) as a, \
+            Store.open(url, lease_seconds=LEASE, limits=NO_LIMITS) as b:
+        clock.set(-skew)  # A's clock is wrong the other way while it takes and renews its lease
+        job_id = await new_job(a, fake_spec(image=b"photo"), ALICE, owner="A")
+        assert await a.jobs.mark_running(job_id, owner="A")
+        assert await a.leases.renew("A", [job_id]) == {job_id}
+        clock.set(skew)  # B's clock is wrong by ten leases while it looks for orphans
+        assert await b.leases.orphans() == [], "a live lease is nobody else's, whatever either clock says"
+        assert await b.leases.claim(job_id, "B") is None
+        assert await a.leases.renew("A", [job_id]) == {job_id}, "A still holds it"
+        assert (await b.jobs.get(job_id)).status == "running"
+
+        # A dies: nothing renews its lease, which the database then sees run out.
+        await run_sql(url, f"UPDATE jobs SET lease_expires_at = lease_expires_at - {2 * LEASE} WHERE id = {job_id}")
+        clock.set(-skew)  # B's clock is now wrong the other way: the lease must still look over
+        assert [j.id for j in await b.leases.orphans()] == [job_id]
+        claims = await asyncio.gather(*(b.leases.claim(job_id, f"B{i}") for i in range(10)),
+                                      *(a.leases.claim(job_id, f"A{i}") for i in range(10)))
+        winners = [c for c in claims if c is not None]
+        assert len(winners) == 1, "an expired job is adopted exactly once"
+        assert await a.leases.orphans() == [] and await b.leases.orphans() == [], "and is then held again"
+        assert await a.leases.renew("A", [job_id]) == set(), "its dead owner holds it no more"

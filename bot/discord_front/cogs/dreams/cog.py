@@ -27,6 +27,7 @@ from core.jobs import FILE_EXTENSIONS, ProgressEvent
 
 from ....commands import HELP, JOB_COMMANDS, CommandError, Request, job_request, parse_words, split_words, wait_text
 from ....service import Accepted, Denied
+from ....service.delivery import post_nonce
 from ....service.gallery import result_page_url
 from ...client import error_line, requester_of, upload_limit
 from .buttons import BUTTON_ID, RESULT_BUTTONS, Menus
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 
 _UPLOAD_MARGIN = 1024  # bytes of a multipart upload that are not the file
 _UPLOAD_TRIES = 3  # a 413 halves the limit and tries again, up to this many uploads
-SendResult = Callable[[str, discord.File, discord.ui.View], Awaitable[discord.Message]]
+# (content, file, view, nonce) -> the message; the nonce makes a repeated post return the first one
+SendResult = Callable[[str, discord.File, discord.ui.View, str], Awaitable[discord.Message]]
 
 
 @dataclass
@@ -158,13 +160,15 @@ class Dreams(commands.Cog):
         # A reply that stays a plain message should the request be deleted meanwhile.
         reference = asked_in.to_reference(fail_if_not_exists=False) if asked_in is not None else None
 
-        async def send(content: str, file: discord.File, view: discord.ui.View) -> discord.Message:
+        async def send(content: str, file: discord.File, view: discord.ui.View, nonce: str) -> discord.Message:
             if reference is not None:
-                return await ctx.channel.send(content, file=file, view=view, reference=reference, mention_author=False)
-            return await ctx.send(content, file=file, view=view)
+                return await ctx.channel.send(content, file=file, view=view, reference=reference, mention_author=False,
+                                              nonce=nonce)
+            return await ctx.send(content, file=file, view=view, nonce=nonce)
 
         # "video" when the input was a clip: the kind the job runs as
-        self.follow_job(admitted.job_id, admitted.spec.kind, ack, send, upload_limit(ctx.channel), ctx.author.id)
+        self.follow_job(admitted.job_id, admitted.spec.kind, ack, send, upload_limit(ctx.channel, ctx.interaction),
+                        ctx.author.id)
 
     async def ask_again(self, interaction: discord.Interaction, request: Request, images: list[bytes]) -> None:
         """A job asked for from a button: admitted, acknowledged and followed as its answer."""
@@ -176,10 +180,12 @@ class Dreams(commands.Cog):
         ack = await interaction.original_response()
         await self.bot.service.jobs.answered_in(admitted.job_id, str(ack.id))
 
-        async def send(content: str, file: discord.File, view: discord.ui.View) -> discord.Message:
+        async def send(content: str, file: discord.File, view: discord.ui.View, nonce: str) -> discord.Message:
+            # A followup takes no nonce; the delivery hold alone keeps it from being posted twice.
             return await interaction.followup.send(content, file=file, view=view, wait=True)
 
-        self.follow_job(admitted.job_id, admitted.spec.kind, ack, send, upload_limit(interaction.channel), interaction.user.id)
+        self.follow_job(admitted.job_id, admitted.spec.kind, ack, send, upload_limit(interaction.channel, interaction),
+                        interaction.user.id)
 
     def follow_job(self, job_id: int, kind: str, ack: discord.Message, send: SendResult, limit: int, user_id: int) -> None:
         """Follow a job in the background (the cog's task; the job itself is the service's)."""
@@ -199,7 +205,8 @@ class Dreams(commands.Cog):
         content = await self.result_text(job_id, post.user_id, getattr(post.ack, "guild", None), outcome.command,
                                          what_came_out(kind, result.metadata))
         try:
-            await self.post_result(job_id, kind, content, result.data, result.mime_type, post.send, post.upload_limit)
+            async with self.bot.service.delivery.holding(job_id):  # finishing took the hold; kept while posting
+                await self.post_result(job_id, kind, content, result.data, result.mime_type, post.send, post.upload_limit)
         except (discord.HTTPException, aiohttp.ClientError) as exc:
             # Kept as finished, not posted: the delivery sweep posts it later.
             retry_in = await self.bot.service.delivery.failed(job_id, self.refusal_text(exc))
@@ -221,7 +228,7 @@ class Dreams(commands.Cog):
                 fitted, fitted_type, note = await asyncio.to_thread(shrink_to_fit, data, mime_type, limit - _UPLOAD_MARGIN)
             file = discord.File(io.BytesIO(fitted), filename=f"{kind}-{job_id}.{FILE_EXTENSIONS[fitted_type]}")
             try:
-                message = await send(content + (f"\n_{note}_" if note else ""), file, view)
+                message = await send(content + (f"\n_{note}_" if note else ""), file, view, post_nonce(job_id))
                 break
             except discord.HTTPException as exc:
                 if exc.status != 413 or attempt == _UPLOAD_TRIES - 1:

@@ -21,6 +21,7 @@ import discord
 from core.clip_encoding import shrink_to_fit
 from core.jobs import FILE_EXTENSIONS
 
+from ....service.delivery import post_nonce
 from ....store import JobRecord
 from ...client import DM_UPLOAD_LIMIT, reply_reference, upload_limit
 
@@ -73,7 +74,12 @@ class Redelivery:
             await self.deliver(record)
 
     async def deliver(self, record: JobRecord) -> None:
-        """One more try at posting `record`'s result in its channel, or by DM when the channel is gone."""
+        """One more try at posting `record`'s result in its channel, or by DM when the channel is gone;
+        the claim `due` took on it is held until the try is over."""
+        async with self.bot.service.delivery.holding(record.id):
+            await self._deliver(record)
+
+    async def _deliver(self, record: JobRecord) -> None:
         bot, delivery = self.bot, self.bot.service.delivery
         found = await delivery.result(record)
         if found is None:
@@ -92,8 +98,9 @@ class Redelivery:
         content = await self.cog.result_text(record.id, int(record.user_id), getattr(channel, "guild", None), record.command)
         reference = reply_reference(record)  # a reply to what asked for it, as the first post was
 
-        async def send(text: str, file: discord.File, view: discord.ui.View) -> discord.Message:
-            return await channel.send(text, file=file, view=view, reference=reference, mention_author=False)  # type: ignore[union-attr,arg-type]
+        async def send(text: str, file: discord.File, view: discord.ui.View, nonce: str) -> discord.Message:
+            return await channel.send(text, file=file, view=view, reference=reference, mention_author=False,  # type: ignore[union-attr,arg-type]
+                                      nonce=nonce)
 
         try:
             await self.cog.post_result(record.id, record.kind, content, data, mime_type, send, upload_limit(channel))
@@ -112,7 +119,7 @@ class Redelivery:
         file = discord.File(io.BytesIO(data), filename=f"{record.kind}-{record.id}.{FILE_EXTENSIONS[mime_type]}")
         try:
             user = await self.bot.fetch_user(int(record.user_id))
-            await user.send(text + (f"\n_{note}_" if note else ""), file=file)
+            await user.send(text + (f"\n_{note}_" if note else ""), file=file, nonce=post_nonce(record.id))
         except (discord.NotFound, discord.Forbidden):  # the user is gone, or takes no DMs from the bot
             await self.bot.service.delivery.ended(record.id, by_dm=False, reason=f"{why}, and the requester's DMs are closed")
             return
@@ -143,11 +150,17 @@ class Redelivery:
                 return
         # Replies to what asked for it, as before the restart; plain messages if that is deleted.
         reference = reply_reference(record)
+        if record.status == "failed":  # adopted, but refused under its server's settings as they are now
+            await channel.send(  # type: ignore[union-attr]
+                f"❌ <@{record.user_id}>, job #{record.id} ({record.kind}) was interrupted by a restart and cannot run "
+                f"again: {record.error}", reference=reference, mention_author=False)  # type: ignore[arg-type]
+            return
         ack = await channel.send(  # type: ignore[union-attr]
             f"🔁 <@{record.user_id}>, job #{record.id} ({record.kind}) was interrupted by a restart; running it again",
             reference=reference, mention_author=False)  # type: ignore[arg-type]
 
-        async def send(content: str, file: discord.File, view: discord.ui.View) -> discord.Message:
-            return await channel.send(content, file=file, view=view, reference=reference, mention_author=False)  # type: ignore[union-attr,arg-type]
+        async def send(content: str, file: discord.File, view: discord.ui.View, nonce: str) -> discord.Message:
+            return await channel.send(content, file=file, view=view, reference=reference, mention_author=False,  # type: ignore[union-attr,arg-type]
+                                      nonce=nonce)
 
         self.cog.follow_job(record.id, record.kind, ack, send, upload_limit(channel), int(record.user_id))

@@ -193,3 +193,18 @@ async def test_sigterm_stops_the_bot_cleanly_and_keeps_the_running_job(tmp_path,
             assert await asyncio.wait_for(running, LIMIT) == 0
     async with Store.open(settings.database_url) as store:
         assert (await store.jobs.get(1)).status in ("queued", "running"), "the job waits for the next start"
+
+
+async def test_a_limit_discord_announces_in_an_interaction_is_met_before_the_first_upload(world, photo_bytes):
+    fake = world.fake
+    big_photo = photo_bytes("astronaut.png", (400, 400))
+    async with world.bot():
+        await fake.dispatch_message("!dream steps:1 octaves:1", attachments=[fake.add_attachment(big_photo, "big.png")])
+        first = await fake.wait_for_upload()
+        assert len(first.data) > 60_000, "the result is over the lower limit below"
+        fake.set_upload_limit(60_000)  # a server whose limit is lower than its tier says; interactions announce it
+        result = next(m for m in fake.messages if int(m["id"]) == first.message_id)
+        await fake.dispatch_button("dream:reroll:1", message=result, user=fake.alice)
+        fitted = await fake.wait_for_upload(start=1)
+    assert len(fitted.data) <= 60_000 and decoded(fitted.data).format == "JPEG"
+    assert fake.rejected_uploads == [], "no upload was wasted on a 413"

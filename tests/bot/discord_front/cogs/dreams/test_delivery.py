@@ -182,7 +182,7 @@ async def test_an_unfinished_job_whose_channel_is_gone_is_given_up_with_the_reas
     # Long enough that it cannot finish before the bot finds its channel gone.
     spec = compile_job("visualize", {"target": "banana", "size": 64, "steps": 2000})
     job_id = await add_job(store, spec, user_id=fake.alice["id"], guild_id=str(fake.guild_id), channel_id=gone["id"])
-    async with world.bot():
+    async with world.bot(max_job_seconds=3600):  # within the cap a recovered job is held to again: only its channel stops it
         async with asyncio.timeout(LIMIT):
             while (job := await store.jobs.get(job_id)).status in ("queued", "running"):
                 await asyncio.sleep(0.05)
@@ -190,3 +190,24 @@ async def test_an_unfinished_job_whose_channel_is_gone_is_given_up_with_the_reas
                             what="the worker to drop the job")
     assert (job.status, job.error) == ("failed", "its channel is gone")
     assert fake.messages == [] and fake.uploads == [], "nothing announced or posted anywhere"
+
+
+async def test_a_post_repeated_by_another_process_is_the_same_message_thanks_to_its_nonce(world, photo):
+    from sqlalchemy import update
+
+    from bot.store.models import Job
+    fake = world.fake
+    async with world.bot():
+        await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "cat.png")])
+        first = await fake.wait_for_upload()
+        await delivery_ended(world.store, 1)
+    # As if the poster had died after Discord took the post, before the store heard of it.
+    async with world.store.database.writing() as session:
+        await session.execute(update(Job).where(Job.id == 1).values(delivery="pending", result_message_link=None,
+                                                                    lease_expires_at=None))
+    async with world.bot(delivery_retry_seconds=0.1):
+        await fake.wait_for(lambda: fake.deduplicated_posts, LIMIT, what="the post to be tried again")
+        job = await delivery_ended(world.store, 1)
+    assert fake.deduplicated_posts == [first.message_id], "Discord answered the repeat with the first message"
+    assert len(fake.uploads) == 1, "one message carries the result"
+    assert job.result_message_link.endswith(str(first.message_id))
