@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
@@ -19,7 +18,7 @@ from tests.bot.executor.running import submit
 from tests.bot.fake_runners import fake_spec
 from tests.bot.waiting import LIMIT, until
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(300)  # only stops a hung test: Ray's start or a model's warm-up can take a minute on a busy machine
 
 FAKE = "tests.bot.fake_runners:FakeRunner"
 
@@ -37,7 +36,8 @@ def pool(make_executor: Pool) -> Pool:
 
     def build(max_batch: int | None = 4, **kwargs: Any) -> PoolExecutor:
         kwargs.setdefault("runner_factory", FAKE)
-        return make_executor(workers=1, max_batch=max_batch, cancel_grace=1.0, shutdown_timeout=2.0, **kwargs)
+        kwargs.setdefault("cancel_grace", 1.0)
+        return make_executor(workers=1, max_batch=max_batch, shutdown_timeout=2.0, **kwargs)
 
     return build
 
@@ -144,22 +144,25 @@ async def test_cancelling_one_job_of_a_batch_ends_it_at_once_and_the_others_fini
 
 
 async def test_cancelling_every_job_of_a_batch_stops_it_and_keeps_the_worker(pool: Pool) -> None:
-    async with asyncio.timeout(LIMIT), pool() as ex:
+    # No clock: the batch has more steps than the test can wait for, and the grace before the worker is
+    # terminated is longer than the test's own limit; so a batch that ends at all, every job cancelled, on
+    # a worker that goes on serving, was stopped by its runner, not by the escalation nor by finishing.
+    endless = {name: dream(seed=seed, steps=10**6, sleep=0.01) for seed, name in enumerate("abc")}
+    async with asyncio.timeout(LIMIT), pool(cancel_grace=10 * LIMIT) as ex:
         (pid,) = ex.worker_pids()
         release = await occupy(ex)
         seen = asyncio.Event()
-        a = asyncio.create_task(submit(ex, "a", dream(seed=0, steps=200, sleep=0.05), lambda event: seen.set()))
-        b, c = submit_all(ex, {"b": dream(seed=1, steps=200, sleep=0.05), "c": dream(seed=2, steps=200, sleep=0.05)})
+        a = asyncio.create_task(submit(ex, "a", endless["a"], lambda event: seen.set()))
+        b, c = submit_all(ex, {"b": endless["b"], "c": endless["c"]})
         await until(lambda: len(ex.queued()) == 3, "three jobs queued")
         await release()
         await seen.wait()
-        started = time.monotonic()
         for name in "abc":
             assert await ex.cancel(name) is True
         for task in (a, b, c):
             with pytest.raises(JobCancelled):
                 await task
-        assert time.monotonic() - started < 0.9  # well inside cancel_grace: the batch stopped by itself
+        assert ex.worker_pids() == (pid,) and ex.running() == ()
         assert (await submit(ex, "next", dream())).metadata["pid"] == pid
 
 
@@ -230,7 +233,7 @@ async def test_the_real_runner_batches_tiny_dreams(photo_bytes) -> None:
     specs = [compile_job("dream", {"steps": 1, "octaves": 1, "max_side": 64}, images=[photo], seed=seed) for seed in range(4)]
     ex = LocalProcessExecutor(workers=1, device="cpu", runner_factory="core.runner:JobRunner", warm_models=("efficientnet-lite0",),
                               max_batch=3, shutdown_timeout=5.0)
-    async with asyncio.timeout(25), ex:
+    async with asyncio.timeout(240), ex:  # only stops a hang: a cold start loads torch and warms the model
         # The first job goes to the idle worker alone; the other three queue behind it and go together.
         results = await asyncio.gather(*(submit(ex, f"j{i}", spec) for i, spec in enumerate(specs)))
     assert "batch_size" not in results[0].metadata
