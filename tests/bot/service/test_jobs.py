@@ -126,6 +126,46 @@ async def test_a_job_over_its_time_limit_is_stopped_and_the_next_one_runs(store,
         assert (await asyncio.wait_for(service.jobs.follow(after.job_id), LIMIT)).status == "done"
 
 
+class Priced(LocalProcessExecutor):
+    """Fake workers with a prediction per job (by its seed), recording the cancels asked of them in order."""
+
+    def __init__(self, predictions: dict[int, float], **options: Any):
+        super().__init__(**options)
+        self.predictions = predictions
+        self.cancels: list[str] = []
+
+    def predict(self, spec: JobSpec) -> float:
+        return self.predictions[spec.seed]
+
+    async def cancel(self, job_id: str) -> bool:
+        self.cancels.append(job_id)
+        return await super().cancel(job_id)
+
+
+async def test_a_job_is_stopped_at_twice_its_prediction_not_at_its_cap(store, tmp_path):
+    cap, endless = 3.0, {"steps": 10**6, "sleep": 0.05}
+    # Seed 1 is predicted at the cap, so it may run twice that; seed 2 is predicted to take nothing: the cap.
+    # The second starts a few store writes after the first, far less than the cap that separates their limits.
+    executor = Priced({1: cap, 2: 0.0}, workers=2, runner_factory=FAKE, cancel_grace=LIMIT, shutdown_timeout=2.0)
+    async with executor, opened(store, executor, tmp_path / "r", compile=fake_compile, restore=fake_restore,
+                                describe=fake_describe, max_job_seconds=cap) as service:
+        slow = await service.jobs.submit(Request("zoom", endless, seed=1), ALICE)
+        async with asyncio.timeout(LIMIT):  # running: its time limit is set
+            while (await store.jobs.get(slow.job_id)).status != "running":
+                await asyncio.sleep(0.01)
+        capped = await service.jobs.submit(Request("zoom", endless, seed=2), ALICE)
+        await until(lambda: str(capped.job_id) in executor.cancels, "the job predicted to take nothing stopped at the cap")
+        # Order, not time: the first job started earlier, so it is past the cap too, yet under twice its prediction.
+        assert str(slow.job_id) not in executor.cancels, "a job within twice its prediction runs on past the cap"
+        outcomes = [await asyncio.wait_for(service.jobs.follow(job.job_id), LIMIT) for job in (capped, slow)]
+    assert executor.cancels == [str(capped.job_id), str(slow.job_id)]
+    assert [outcome.status for outcome in outcomes] == ["failed", "failed"]
+    # (an expected time shows as at least 1 s)
+    assert outcomes[0].error.endswith("far past its expected 1 s and the 3 s limit"), outcomes[0].error
+    assert outcomes[1].error.endswith("far past its expected 3 s and the 3 s limit"), outcomes[1].error
+    assert all("\n" not in outcome.error for outcome in outcomes)
+
+
 async def test_jobs_are_served_round_robin_across_users(store, executor, tmp_path):
     """A queues 2 jobs, C 2, B 1: B's job runs before C's second, not last."""
     unlimited = RateLimits(user_burst=0, guild_jobs_per_hour=0, max_active_jobs=0)
