@@ -30,9 +30,9 @@ class Answer:
 
 
 def get(target: str | bytes, *headers: str) -> bytes:
-    """A GET of `target` exactly as given, asking the server to close after answering."""
+    """A GET of `target` exactly as given (text as UTF-8), asking the server to close after answering."""
     if isinstance(target, str):
-        target = target.encode("latin-1")
+        target = target.encode()
     lines = [b"GET " + target + b" HTTP/1.1", b"Host: gallery.test", b"Connection: close",
              *(header.encode("latin-1") for header in headers)]
     return b"\r\n".join(lines) + b"\r\n\r\n"
