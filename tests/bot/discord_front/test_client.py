@@ -24,6 +24,8 @@ import pytest
 from bot.discord_front import DreamBot, ShardedDreamBot, make_bot, shard_of
 from bot.settings import Settings, load_settings
 from bot.store import JobRecord, Store
+from core.spec import compile_job
+from tests.bot.rows import add_job
 from tests.fake_discord import FakeDiscord
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -193,6 +195,13 @@ async def deployment(tmp_path):
             f"a bot process did not stop cleanly: {codes}"
 
 
+async def until_orphaned(store: Store, job_id: int) -> None:
+    """Until the store (on its own clock, the one leases run on) counts the job as held by nobody."""
+    async with asyncio.timeout(LIMIT):
+        while job_id not in {job.id for job in await store.leases.orphans()}:
+            await asyncio.sleep(0.05)
+
+
 def assert_each_process_kept_to_its_shard(deployed: Deployment) -> None:
     for request in deployed.fake.requests:
         if request.client is None or (guild := deployed.guild_in(request.path)) is None:
@@ -238,13 +247,21 @@ async def test_a_crashed_shards_jobs_wait_for_it_and_are_not_taken_by_the_other_
     await deployment.ask(0, 0, "!visualize banana")
     await fake.wait_for_message(lambda m: m["content"].startswith("🌀 job #1"))
     await crashed.crash()
-    loop = asyncio.get_running_loop()
-    lease_gone = loop.time() + LEASE_SECONDS
 
     await deployment.ask(1, 0, "!visualize banana")  # the other shard goes on working meanwhile
     await fake.wait_for(lambda: 2 in deployment.results(), LIMIT, what="job #2 posted by shard 1")
-    # Past the crashed process's lease and then a few of shard 1's heartbeats, each a chance to adopt the job.
-    await asyncio.sleep(lease_gone - loop.time() + 3 * HEARTBEAT_SECONDS)
+    async with Store.open(deployment.database_url) as store:
+        await until_orphaned(store, 1)
+        # A job of shard 1's that nobody holds, orphaned only after job #1: the adoption pass that takes it
+        # read the orphans later, oldest first, so it has passed job #1 by when the bait is shard 1's.
+        bait = await add_job(store, compile_job("visualize", {"target": "banana", "size": 64, "steps": 10}),
+                             user_id=fake.alice["id"], guild_id=deployment.channels[1][1]["guild_id"],
+                             channel_id=deployment.channels[1][1]["id"], front="discord")
+        async with asyncio.timeout(LIMIT):
+            while (await store.jobs.get(bait)).owner is None:
+                await asyncio.sleep(0.05)
+        assert 1 in {job.id for job in await store.leases.orphans()}, "shard 1 must leave shard 0's job to shard 0"
+    await fake.wait_for(lambda: bait in deployment.results(), LIMIT, what="the bait posted by shard 1")
     assert 1 not in deployment.results(), "shard 1 must leave shard 0's job to shard 0"
     assert_each_process_kept_to_its_shard(deployment)
 
@@ -254,6 +271,6 @@ async def test_a_crashed_shards_jobs_wait_for_it_and_are_not_taken_by_the_other_
     told = [m for m in fake.messages if m["content"].startswith("✅ job #1 done")]
     assert [fake.sent_by[int(m["id"])] for m in told] == ["shard-0"], "the restart's notice of job #1 ends as done"
     posted = deployment.results()
-    assert sorted(posted) == [1, 2] and all(len(p) == 1 for p in posted.values())
-    assert fake.sent_by[int(posted[1][0]["id"])] == "shard-0" and fake.sent_by[int(posted[2][0]["id"])] == "shard-1"
+    assert sorted(posted) == [1, 2, bait] and all(len(p) == 1 for p in posted.values())
+    assert [fake.sent_by[int(posted[job][0]["id"])] for job in (1, 2, bait)] == ["shard-0", "shard-1", "shard-1"]
     assert_each_process_kept_to_its_shard(deployment)
