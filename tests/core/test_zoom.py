@@ -85,17 +85,20 @@ def _jumps(frames: list[torch.Tensor]) -> tuple[float, float]:
 def test_a_seamless_loop_leads_its_last_frame_into_its_first_and_a_plain_one_does_not(lite0, photo_path):
     objective = layer_objective(resolve_layers(get_entry("efficientnet-lite0"), "mid")[0])
     start = to_tensor(fit_longest_side(Image.open(photo_path("astronaut.png")).convert("RGB"), 96))
-    ratios = {}
-    for loop in ("plain", "seamless"):
-        frames = zoom_frames(lite0, objective, start, DreamSettings(steps=3, octaves=2), ZoomSettings(frames=12, rotate=2.0, loop=loop),
-                             torch.Generator().manual_seed(0))
-        assert len(frames) == 12
-        jump, median = _jumps(frames)
-        ratios[loop] = jump / median
-        if loop == "seamless":  # the cross-fade is no jolt of its own either
-            changes = [float((b - a).abs().mean()) for a, b in zip(frames, frames[1:])]
-            assert max(changes) <= 1.5 * median
-    assert ratios["seamless"] <= 1.5 < ratios["plain"], ratios
+    # Measured over seeds 0-5, default and AVX2 one-thread kernels: plain 2.28-2.30, seamless 0.95-0.96,
+    # the seamless loop's largest change 1.19-1.20 medians; 1.5 sits between with room either side.
+    for seed in (0, 1, 2):
+        ratios = {}
+        for loop in ("plain", "seamless"):
+            frames = zoom_frames(lite0, objective, start, DreamSettings(steps=3, octaves=2), ZoomSettings(frames=12, rotate=2.0, loop=loop),
+                                 torch.Generator().manual_seed(seed))
+            assert len(frames) == 12
+            jump, median = _jumps(frames)
+            ratios[loop] = jump / median
+            if loop == "seamless":  # the cross-fade is no jolt of its own either
+                changes = [float((b - a).abs().mean()) for a, b in zip(frames, frames[1:])]
+                assert max(changes) <= 1.5 * median
+        assert ratios["seamless"] <= 1.5 < ratios["plain"], (seed, ratios)
     assert crossfade_frames(12, "seamless") == 4 and crossfade_frames(12, "plain") == 0
 
 
