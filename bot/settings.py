@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     ray_address: str = ""
     ray_cpus_per_actor: float = Field(1.0, gt=0)
     ray_gpus_per_actor: float = Field(1.0, gt=0, le=1)
+    # Seconds to reach the Ray cluster (or start Ray here), and again for Ray to place each actor;
+    # past either the bot does not start. An actor no node could ever hold is refused at once.
+    ray_start_timeout: float = Field(60.0, gt=0, allow_inf_nan=False)
     results_dir: Path = Path("results")
     command_prefix: str = Field("!", min_length=1, max_length=PREFIX_LENGTH)
     user_burst: int = Field(3, ge=0)

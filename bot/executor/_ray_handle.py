@@ -17,7 +17,8 @@ from typing import Any, Callable
 from core.jobs import JobSpec
 
 from ._ray_actor import RayWorker
-from ._wire import BatchTask, WorkerConfig
+from ._wire import BatchTask, ErrorInfo, WorkerConfig
+from .errors import WorkerStartFailed
 
 __all__ = ["RayWorkerHandle"]
 
@@ -33,15 +34,20 @@ class RayWorkerHandle:
     """Start with `start()`; `on_message(msg)` and, last, `on_exit(None)` are then called on `loop`.
 
     resources: Ray's actor options that pin it, e.g. {"num_cpus": 1, "num_gpus": 0.5}.
+    place_timeout: seconds Ray has to find the actor a node with those resources free; past them
+        the worker reports a start failure that says what it needs and what the cluster has, and
+        exits. None: wait as long as it takes.
     """
 
-    def __init__(self, *, name: str, config: WorkerConfig, max_batch: int = 1, resources: dict[str, float]):
+    def __init__(self, *, name: str, config: WorkerConfig, max_batch: int = 1, resources: dict[str, float],
+                 place_timeout: float | None = None):
         self.device = config.device
         self.max_batch = max_batch
         self.pid: int | None = None
         self._name = name
         self._config = config
         self._resources = dict(resources)
+        self._place_timeout = place_timeout
         self._actor: Any = None
         self._killed = False  # whether its end was our doing, not news worth a warning
         self._puller: asyncio.Task[None] | None = None
@@ -88,7 +94,15 @@ class RayWorkerHandle:
         loop = asyncio.get_running_loop()
         seen = 0
         try:
-            self.pid = await self._actor.pid.remote()
+            try:
+                # The first answer comes once Ray has placed the actor and built it.
+                self.pid = await asyncio.wait_for(self._actor.pid.remote(), self._place_timeout)
+            except TimeoutError:
+                why = await asyncio.to_thread(_not_placed, demand(self._resources), self._place_timeout)
+                loop.call_soon(on_message, ("start_failed", ErrorInfo.from_exception(WorkerStartFailed(why))))
+                self.kill()  # or it would wait for its place for ever
+                loop.call_soon(on_exit, None)
+                return
             while True:
                 try:
                     messages, over = await self._actor.pull.remote(seen, _PULL_SECONDS)
@@ -111,6 +125,40 @@ class RayWorkerHandle:
             self.kill()
         # Scheduled like the messages, so it comes after them, and outside this task (which it releases).
         loop.call_soon(on_exit, None)
+
+
+def demand(resources: dict[str, float]) -> dict[str, float]:
+    """What an actor with these options holds on its node, in Ray's resource names: {"CPU": 1.0, "GPU": 0.5}."""
+    names = {"num_cpus": "CPU", "num_gpus": "GPU"}
+    held = {names.get(key, key): float(amount) for key, amount in resources.items() if key in names}
+    return {name: amount for name, amount in held.items() if amount > 0}
+
+
+def never_fits(need: dict[str, float], device: str, nodes: list[dict[str, float]]) -> str | None:
+    """Why no node among `nodes` (each node's total resources) can ever hold an actor that needs
+    `need`, as one line; None when one can. An actor lives on one node, so the cluster's totals are
+    not enough."""
+    if any(all(node.get(name, 0.0) + 1e-9 >= amount for name, amount in need.items()) for node in nodes):
+        return None
+    if need.get("GPU") and not any(node.get("GPU") for node in nodes):
+        return f"the Ray cluster has no GPU; device {device} needs {need['GPU']:g} per worker"
+    offers = "; ".join(_amounts({name: node.get(name, 0.0) for name in need}) for node in nodes[:5]) or "none"
+    return f"no node of the Ray cluster can hold a {device} worker, which needs {_amounts(need)} (its nodes have: {offers})"
+
+
+def _not_placed(need: dict[str, float], timeout: float | None) -> str:
+    """Why an actor still has no node after `timeout` seconds, from what the cluster has now."""
+    import ray
+
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    total, free = ray.cluster_resources(), ray.available_resources()
+    has = ", ".join(f"{name} {total.get(name, 0.0):g} ({free.get(name, 0.0):g} free)" for name in need)
+    busy = "the nodes that could hold it are busy" if never_fits(need, "", nodes) is None else "no node can hold it now"
+    return f"Ray found no place for the worker within {timeout:g}s: it needs {_amounts(need)}, the cluster has {has}; {busy}"
+
+
+def _amounts(resources: dict[str, float]) -> str:
+    return ", ".join(f"{name} {amount:g}" for name, amount in resources.items())
 
 
 def _first_line(error: BaseException) -> str:
