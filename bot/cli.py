@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help=f"address to listen on (default: WEB_HOST, {_default('web_host')})")
     p.add_argument("--port", type=int, help=f"port to listen on (default: WEB_PORT, {_default('web_port')})")
 
+    p = sub.add_parser("results", help="result file maintenance")
+    actions = p.add_subparsers(dest="action", required=True, parser_class=OneLineParser)
+    p = actions.add_parser("prune", help="delete result files older than RESULT_RETENTION_DAYS that nothing needs")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    p.add_argument("--days", type=_days, help=f"this many days instead of RESULT_RETENTION_DAYS ({_default('result_retention_days'):g})")
+
     p = sub.add_parser("db", help="database maintenance")
     p.add_argument("action", choices=["upgrade"], help="upgrade: apply the migrations (safe to repeat)")
 
@@ -321,6 +327,44 @@ def _cmd_web(args: argparse.Namespace) -> int:
     return asyncio.run(run_web(_settings(), host=args.host, port=args.port))
 
 
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = float("nan")
+    if not 0 < days < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of days above 0, got {text!r}")
+    return days
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .wiring import open_retention
+
+    settings = _settings()
+    days = args.days if args.days is not None else settings.result_retention_days
+    if days == 0:
+        print("results are kept forever (RESULT_RETENTION_DAYS is 0): nothing to prune; --days N prunes anyway")
+        return 0
+
+    async def prune():
+        async with open_retention(settings) as retention:
+            return await retention.prune(days=days, dry_run=args.dry_run)
+
+    pruned = asyncio.run(prune())
+    files = f"{pruned.files} result file{'' if pruned.files == 1 else 's'} ({_size(pruned.bytes)})"
+    print(f"{'would delete' if pruned.dry_run else 'deleted'} {files} older than {pruned.days:g} days")
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n} bytes, {n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def _cmd_db(args: argparse.Namespace) -> int:
     from .store.migrate import head_revision, upgrade
 
@@ -332,6 +376,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
 COMMANDS = {
     "console": _cmd_console,
     "db": _cmd_db,
+    "results": _cmd_results,
     "run": _cmd_run,
     "web": _cmd_web,
     "dream": _cmd_dream,

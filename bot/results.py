@@ -1,7 +1,8 @@
 """Where finished jobs' results are kept: one place every process reads and writes them through.
 
 A result is stored under its job's name (`job-12.png`); the job row keeps that location and the
-media type. `LocalResults` keeps them in a folder (RESULTS_DIR), written whole or not at all.
+media type. `LocalResults` keeps them in a folder (RESULTS_DIR), written whole or not at all. The
+retention sweep (bot/service/retention.py) removes them; the store records that they expired.
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ class ResultStore(Protocol):
 
     def describe(self, location: str) -> str:
         """Where a result is, for a person: a file's path, or an object's address."""
+        ...
+
+    def size(self, location: str) -> int | None:
+        """A kept result's size in bytes; None when it is gone."""
+        ...
+
+    def remove(self, location: str) -> int | None:
+        """Delete a result; the bytes freed, or None when it was already gone."""
+        ...
+
+    def usage(self) -> tuple[int, int]:
+        """(results kept, their bytes), counted now."""
         ...
 
 
@@ -79,3 +92,33 @@ class LocalResults:
         name = PurePath(location).name
         path = self.folder / name
         return path if name and not name.startswith(".") and path.is_file() else None
+
+    def size(self, location: str) -> int | None:
+        path = self.path(location)
+        try:
+            return path.stat().st_size if path is not None else None
+        except FileNotFoundError:
+            return None
+
+    def remove(self, location: str) -> int | None:
+        path = self.path(location)
+        if path is None:
+            return None
+        try:
+            freed = path.stat().st_size
+            path.unlink()  # of two processes unlinking one name, exactly one succeeds
+        except FileNotFoundError:
+            return None
+        return freed
+
+    def usage(self) -> tuple[int, int]:
+        files = total = 0
+        for entry in os.scandir(self.folder):
+            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                continue  # a result being written, or not a result
+            try:
+                total += entry.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:
+                continue
+            files += 1
+        return files, total

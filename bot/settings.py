@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # past either the bot does not start. An actor no node could ever hold is refused at once.
     ray_start_timeout: float = Field(60.0, gt=0, allow_inf_nan=False)
     results_dir: Path = Path("results")
+    # Result files older than this many days are deleted (unless featured or in a public web gallery);
+    # the job rows stay, and the galleries say "expired". 0 keeps every result forever.
+    result_retention_days: float = Field(30.0, ge=0, allow_inf_nan=False)
     command_prefix: str = Field("!", min_length=1, max_length=PREFIX_LENGTH)
     user_burst: int = Field(3, ge=0)
     user_refill_seconds: float = Field(60.0, gt=0)

@@ -12,11 +12,11 @@ from contextlib import asynccontextmanager
 
 from .executor import LocalProcessExecutor, PoolExecutor, RayExecutor
 from .results import LocalResults, ResultStore
-from .service import Metrics, PublicGallery, Service
+from .service import Metrics, PublicGallery, Retention, Service
 from .settings import Settings
 from .store import Store
 
-__all__ = ["open_service", "build_executor", "open_results", "open_web"]
+__all__ = ["open_service", "build_executor", "open_results", "open_web", "open_retention"]
 
 
 def build_executor(settings: Settings) -> PoolExecutor:
@@ -49,7 +49,8 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
         executor = build_executor(settings)
         async with executor, Service.open(store=store, executor=executor, results=open_results(settings),
                                           prefix=settings.command_prefix, max_job_seconds=settings.max_job_seconds,
-                                          heartbeat_seconds=settings.heartbeat_seconds) as service:
+                                          heartbeat_seconds=settings.heartbeat_seconds,
+                                          retention_days=settings.result_retention_days) as service:
             yield service
 
 
@@ -60,3 +61,11 @@ async def open_web(settings: Settings) -> AsyncIterator[tuple[PublicGallery, Met
     async with Store.open(settings.database_url, limits=settings.rate_limits, upgrade=True,
                           lease_seconds=settings.lease_seconds) as store:
         yield PublicGallery(store, results=open_results(settings), default_prefix=settings.command_prefix), Metrics(store)
+
+
+@asynccontextmanager
+async def open_retention(settings: Settings) -> AsyncIterator[Retention]:
+    """For `dreambot results prune`: the store (migrated to head) and the result files, to sweep once."""
+    async with Store.open(settings.database_url, limits=settings.rate_limits, upgrade=True,
+                          lease_seconds=settings.lease_seconds) as store:
+        yield Retention(store=store, results=open_results(settings), days=settings.result_retention_days)

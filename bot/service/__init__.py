@@ -8,6 +8,7 @@
     guilds    servers' settings (guilds.py)
     answers   the informational commands' answers (answers.py)
     metrics   what an operator watches (metrics.py)
+    retention result files deleted after RESULT_RETENTION_DAYS, once, by one process (retention.py)
 
 Fronts reach the store, the executor and result files only through these parts.
 """
@@ -29,10 +30,12 @@ from .jobs import Accepted, Compiler, Describer, JobOutcome, JobService, Progres
 from .refusals import Denied
 from .leases import LeaseKeeper, process_owner_id
 from .metrics import Metrics
+from .retention import Pruned, Retention
 
 __all__ = [
     "Service", "Accepted", "Denied", "JobOutcome", "Requester", "ProgressSink", "process_owner_id",
     "JobService", "LeaseKeeper", "Delivery", "Gallery", "PublicGallery", "Guilds", "Answers", "Metrics",
+    "Retention", "Pruned",
 ]
 
 
@@ -48,6 +51,7 @@ class Service:
     guilds: Guilds
     answers: Answers
     metrics: Metrics
+    retention: Retention
     prefix: str
     max_job_seconds: float
 
@@ -55,13 +59,14 @@ class Service:
     @asynccontextmanager
     async def open(cls, *, store: Store, executor: Executor, results: ResultStore, prefix: str = "!",
                    max_job_seconds: float = 120.0, owner: str | None = None, heartbeat_seconds: float = 10.0,
-                   delivery_retry_seconds: float = 30.0, metrics: Metrics | None = None,
+                   delivery_retry_seconds: float = 30.0, metrics: Metrics | None = None, retention_days: float = 0.0,
                    compile: Compiler | None = None, restore: Restorer | None = None,
                    describe: Describer | None = None) -> AsyncIterator[Service]:
         """The service, its lease heartbeat running; on exit its jobs stop and go back to the store.
 
         owner: this process's name in job leases (unique per process start); heartbeat_seconds: how
-        often it renews them (well under the store's lease). compile, restore, describe: stand-ins for
+        often it renews them (well under the store's lease). retention_days: result files older than
+        this are swept away (0: kept forever). compile, restore, describe: stand-ins for
         core.spec's compile_job and restore_job and the reproduce command (tests).
         """
         owner = owner or process_owner_id()
@@ -77,9 +82,12 @@ class Service:
         service = cls(jobs=jobs, leases=leases, delivery=delivery,
                       gallery=Gallery(store), public=PublicGallery(store, results=results, default_prefix=prefix),
                       guilds=guilds,
-                      answers=Answers(store=store, executor=executor, jobs=jobs, guilds=guilds, owner=owner, prefix=prefix),
-                      metrics=metrics, prefix=prefix, max_job_seconds=max_job_seconds)
+                      answers=Answers(store=store, executor=executor, jobs=jobs, guilds=guilds, owner=owner, results=results,
+                                      prefix=prefix),
+                      metrics=metrics, retention=Retention(store=store, results=results, days=retention_days, metrics=metrics),
+                      prefix=prefix, max_job_seconds=max_job_seconds)
         leases.start()
+        service.retention.start()
         try:
             yield service
         finally:
@@ -92,5 +100,6 @@ class Service:
     async def close(self) -> None:
         """Stop every job this process queued and give it back in the store, for another process or the next start."""
         self.delivery.closing = True
+        await self.retention.close()
         await self.leases.close()
         await self.jobs.close()

@@ -14,6 +14,8 @@ from core.models.registry import MODELS, get_entry
 from ..commands import Request, command_help
 from ..executor import Executor
 from ..store import NotFound, Order, Store
+from ..results import ResultStore
+from .gallery import servable
 from .guilds import Guilds
 from ..commands import ordinal, wait_text
 from .jobs import JobService, Requester
@@ -27,8 +29,8 @@ _GALLERY_LISTED = 10
 
 class Answers:
     def __init__(self, *, store: Store, executor: Executor, jobs: JobService, guilds: Guilds, owner: str,
-                 prefix: str = "!") -> None:
-        self.store, self.executor, self.jobs, self.guilds = store, executor, jobs, guilds
+                 results: ResultStore, prefix: str = "!") -> None:
+        self.store, self.executor, self.jobs, self.guilds, self.results = store, executor, jobs, guilds, results
         self.owner, self.prefix = owner, prefix
 
     async def answer(self, request: Request, requester: Requester) -> str:
@@ -126,10 +128,12 @@ class Answers:
     async def gallery(self, requester: Requester, order: Order = "recent") -> str:
         if requester.guild_id is None:
             return "the gallery belongs to a server; use it there"
-        items = await self.store.gallery.listing(requester.guild_id, order, limit=_GALLERY_LISTED)
+        items = await servable(self.store, self.results, requester.guild_id, order, limit=_GALLERY_LISTED)
         if not items:
             return "the gallery is empty: results appear here once they are posted"
-        return "\n".join(f"#{item.id} {item.kind} ({item.likes} likes): {item.message_link}" for item in items)
+        # An expired result's message on Discord still carries it; only the bot's copy is gone.
+        return "\n".join(f"#{item.id} {item.kind} ({item.likes} likes{'; expired' if item.result_removed == 'expired' else ''}): "
+                         f"{item.message_link}" for item in items)
 
     async def stats(self, requester: Requester) -> str:
         s = await self.store.gallery.stats(requester.guild_id)

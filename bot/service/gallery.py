@@ -13,6 +13,11 @@ server's gallery is public; who asked for it is shown only where the server also
 `public_names` on. A result's file is found by the result's id: the job record names the file, and
 only that name is looked up, inside RESULTS_DIR, so no request can reach any other file.
 
+Listings (the web's and `!gallery`'s, through `servable`) show only results that can be shown: an
+expired result (its file deleted by the retention sweep, retention.py) is listed as expired, and a
+result whose file is gone for another reason (deleted by hand) is left out, and recorded as missing
+by the first front that finds it so, so that later listings skip it in the database.
+
 The web front reaches the store only through this module; the addresses of its pages are built here
 too, so the Discord front links to the same pages the web front serves.
 """
@@ -31,7 +36,7 @@ from .jobs import Denied
 
 __all__ = [
     "Gallery", "GalleryPage", "Order", "ORDERS", "PublicGallery", "PublicResult", "ResultFile",
-    "GALLERY_PATH", "RESULT_PATH", "RESULT_FILE_PATH", "gallery_page_url", "result_page_url",
+    "GALLERY_PATH", "RESULT_PATH", "RESULT_FILE_PATH", "gallery_page_url", "result_page_url", "servable",
 ]
 
 # Where each thing lives on the web gallery, relative to PUBLIC_URL.
@@ -97,6 +102,7 @@ class PublicResult:
     posted_at: datetime
     message_link: str  # the result's message on Discord (readable by the server's members only)
     author_id: str | None  # the Discord user who asked; None unless the server shows names
+    expired: bool = False  # its file was deleted after RESULT_RETENTION_DAYS: shown as expired, no file to serve
 
     @property
     def is_video(self) -> bool:
@@ -143,7 +149,8 @@ class PublicGallery:
         if not settings.public_gallery:
             return None
         # One more than a page, to know whether another page follows.
-        items = await self._store.gallery.listing(guild_id, order, limit=self.page_size + 1, offset=(page - 1) * self.page_size)
+        items = await servable(self._store, self._results, guild_id, order, limit=self.page_size + 1,
+                               offset=(page - 1) * self.page_size)
         shown = [self._public(item, settings) for item in items[: self.page_size]]
         return GalleryPage(guild_id, order, page, tuple(r for r in shown if r is not None), len(items) > self.page_size)
 
@@ -151,7 +158,13 @@ class PublicGallery:
         """A published result; None when there is none: no such result, not in a gallery, its message
         deleted, or its server's gallery not public (the caller cannot tell which, on purpose)."""
         found = await self._published(job_id)
-        return found[0] if found is not None else None
+        if found is None:
+            return None
+        result, location = found
+        if not result.expired and await asyncio.to_thread(self._results.path, location) is None:
+            await self._store.retention.missing(job_id)  # gone by hand: no page with a broken image
+            return None
+        return result
 
     async def result_file(self, job_id: int) -> ResultFile | None:
         """The file of a published result; None when the result is not public or its file is gone."""
@@ -159,6 +172,8 @@ class PublicGallery:
         if found is None:
             return None
         result, location = found
+        if result.expired:
+            return None
         # The result store finds it by the name the job recorded: no other file is reachable.
         path = await asyncio.to_thread(self._results.path, location)
         return ResultFile(path, result.mime_type) if path is not None else None
@@ -167,7 +182,7 @@ class PublicGallery:
         if not 1 <= job_id <= MAX_ID:
             return None
         item = await self._store.gallery.item(job_id)
-        if item is None or item.guild_id is None or item.result_location is None:
+        if item is None or item.guild_id is None or item.result_location is None or item.result_removed == "missing":
             return None
         settings = await self._store.guilds.get(item.guild_id)
         result = self._public(item, settings) if settings.public_gallery else None
@@ -188,4 +203,30 @@ class PublicGallery:
             posted_at=datetime.fromtimestamp(item.created_at, timezone.utc),
             message_link=item.message_link,
             author_id=item.user_id if settings.public_names else None,
+            expired=item.result_removed == "expired",
         )
+
+
+_REREADS = 3  # a page read again after recording files found gone; more only under a storm of deletions
+
+
+async def servable(store: Store, results: ResultStore, guild_id: str | None, order: Order, *, limit: int,
+                   offset: int = 0) -> list[GalleryItem]:
+    """A server's gallery entries that can be shown, in `order`: expired ones (shown as such) and those
+    whose file is there. Entries whose file is found gone are recorded as missing and the page is read
+    again, so that it stays full and the next pages do not shift."""
+    gone: set[int] = set()
+    for _ in range(_REREADS):
+        items = await store.gallery.listing(guild_id, order, limit=limit, offset=offset)
+        gone = await asyncio.to_thread(_gone, results, items)
+        if not gone:
+            return items
+        for job_id in gone:
+            await store.retention.missing(job_id)
+    return [item for item in items if item.job_id not in gone]
+
+
+def _gone(results: ResultStore, items: list[GalleryItem]) -> set[int]:
+    """The jobs of `items` whose file should be there and is not."""
+    return {item.job_id for item in items
+            if item.result_removed is None and item.result_location is not None and results.path(item.result_location) is None}

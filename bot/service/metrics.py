@@ -2,7 +2,7 @@
 
 Two sources, on purpose:
 - counts kept in this process as things happen: job seconds (a histogram), admissions refused by
-  reason, uploads retried. Each bot process serves its own, as Prometheus expects of a fleet.
+  reason, uploads retried, result files expired and the bytes freed (and kept, at the last sweep). Each bot process serves its own, as Prometheus expects of a fleet.
 - counts read from the database at scrape time: jobs by kind and status, the queue length. They
   are the same whichever process serves them, so `dreambot web` alone shows them too.
 Live workers come from this process's executor when it has one.
@@ -51,6 +51,16 @@ class Metrics:
                                 registry=self.registry)
         self.uploads_retried = Counter("dreambot_uploads_retried",
                                        "Result uploads sent again smaller after Discord refused their size", registry=self.registry)
+        # The retention sweep (retention.py): result files it deleted and their bytes, counted by the
+        # process that deleted each; and what the results folder held at this process's last sweep.
+        self.results_expired = Counter("dreambot_results_expired", "Result files deleted by the retention sweep",
+                                       registry=self.registry)
+        self.result_bytes_freed = Counter("dreambot_result_bytes_freed", "Bytes freed by deleting expired result files",
+                                          registry=self.registry)
+        self.results_kept = Gauge("dreambot_results_kept", "Result files in RESULTS_DIR at this process's last sweep",
+                                  registry=self.registry)
+        self.result_bytes_kept = Gauge("dreambot_result_bytes_kept", "Bytes of the result files in RESULTS_DIR at this "
+                                       "process's last sweep", registry=self.registry)
         for reason in REFUSAL_REASONS:  # every series exists from the start, at zero
             self.refusals.labels(reason)
 

@@ -2,7 +2,8 @@
 
 `Store.open(url)` gives the parts, each the rows of one concern: `jobs` (admission to result),
 `leases` (which process holds a job), `deliveries` (results still to post), `gallery` (posted
-results, likes, stats) and `guilds` (server settings, quotas). SQLAlchemy 2.x async; SQLite by
+results, likes, stats), `guilds` (server settings, quotas) and `retention` (result files that
+expire, or were found gone). SQLAlchemy 2.x async; SQLite by
 default. The schema is owned by the Alembic revisions in the package's migrations (see `migrate`).
 """
 
@@ -21,10 +22,12 @@ from .jobs import Asker, JobRows, gcra_decide
 from .leases import DEFAULT_LEASE_SECONDS, LeaseRows, check_heartbeat
 from .migrate import current_revision, head_revision, upgrade, upgrade_async
 from .models import MAX_ID
+from .retention import ResultFileRow, RetentionRows
 from .records import Admission, GalleryItem, JobRecord, LikeResult, NotFound, Quota, SchemaOutdated, Stats, StoreError
 
 __all__ = [
-    "Store", "Database", "Asker", "JobRows", "LeaseRows", "DeliveryRows", "GalleryRows", "GuildRows",
+    "Store", "Database", "Asker", "JobRows", "LeaseRows", "DeliveryRows", "GalleryRows", "GuildRows", "RetentionRows",
+    "ResultFileRow",
     "Admission", "GalleryItem", "GuildSettings", "JobRecord", "LikeResult", "NotFound", "Quota", "RateLimits",
     "SchemaOutdated", "Stats", "StoreError", "DEFAULT_LEASE_SECONDS", "check_heartbeat", "MAX_ID", "ORDERS", "Order",
     "async_url", "upgrade", "upgrade_async", "gcra_decide",
@@ -48,6 +51,7 @@ class Store:
         self.deliveries = DeliveryRows(database, lease_seconds=lease_seconds)
         self.gallery = GalleryRows(database)
         self.guilds = GuildRows(database, limits=self.limits)
+        self.retention = RetentionRows(database)
 
     async def ping(self) -> None:
         """Raise when the database cannot be reached (a health check)."""

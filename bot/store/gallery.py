@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from .database import Database, insert_ignore
 from .jobs import add_gallery_entry
@@ -51,9 +51,11 @@ class GalleryRows:
             return LikeResult(False, int(likes))
 
     async def listing(self, guild_id: str | None, order: Order = "recent", limit: int = 10, offset: int = 0) -> list[GalleryItem]:
-        """The server's entries in `order`, skipping `offset` of them."""
+        """The server's entries in `order`, skipping `offset` of them; those whose file is missing are left out."""
         assert order in ORDERS, f"order must be one of {ORDERS}; parse it at the front"
         query = _ITEMS.where(GalleryEntry.guild_id.is_(None) if guild_id is None else GalleryEntry.guild_id == str(guild_id))
+        # A result whose file was found gone (not expired: that one is listed, as expired) is in no listing.
+        query = query.where(or_(Job.result_removed.is_(None), Job.result_removed != "missing"))
         newest = (GalleryEntry.created_at.desc(), GalleryEntry.id.desc())
         query = query.order_by(GalleryEntry.likes.desc(), *newest) if order == "top" else query.order_by(*newest)
         async with self.db.reading() as session:
@@ -111,7 +113,7 @@ _ITEMS = (
     select(
         GalleryEntry.id, GalleryEntry.job_id, GalleryEntry.guild_id, GalleryEntry.channel_id, GalleryEntry.message_link,
         GalleryEntry.kind, GalleryEntry.params, GalleryEntry.likes, GalleryEntry.created_at,
-        Job.user_id, Job.seed, Job.command, Job.result_location, Job.result_type,
+        Job.user_id, Job.seed, Job.command, Job.result_location, Job.result_type, Job.result_removed,
     )
     .join(Job, Job.id == GalleryEntry.job_id)
     .where(GalleryEntry.removed_at.is_(None))

@@ -312,6 +312,7 @@ RECORD_COLUMNS = [getattr(Job, name) for name in (
     "id", "user_id", "guild_id", "channel_id", "kind", "params", "seed", "status", "error", "created_at", "started_at",
     "finished_at", "timings", "result_location", "result_message_link", "owner", "lease_expires_at", "delivery",
     "delivery_attempts", "delivery_tried_at", "delivery_error", "reply_to", "front", "command", "result_type",
+    "result_removed",
 )]
 
 

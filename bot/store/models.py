@@ -26,13 +26,16 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "User", "GuildSettingsRow", "RateLimitState", "Job", "GalleryEntry", "Like", "JOB_STATUSES",
-           "DELIVERY_STATES", "MAX_ID"]
+           "DELIVERY_STATES", "RESULT_REMOVALS", "MAX_ID"]
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 MAX_ID = 2**31 - 1  # ids are 32-bit integer columns: a larger number names no row (and PostgreSQL refuses it)
 # Where a finished job's result went: still to post, posted, sent to its requester by DM because
 # its channel is gone, or nowhere (the reason is in delivery_error). NULL: nothing to post (console).
 DELIVERY_STATES = ("pending", "posted", "sent_by_dm", "undeliverable")
+# Why a finished job's result file is gone: deleted by the retention sweep, or found gone (deleted
+# by hand). NULL: its file is kept.
+RESULT_REMOVALS = ("expired", "missing")
 
 # Explicit constraint names, so the migrations can name the same constraints and later batch
 # migrations on SQLite (which recreate tables) can find them.
@@ -96,6 +99,7 @@ class Job(Base):
         Index("ix_jobs_status_id", "status", "id"),
         Index("ix_jobs_guild_id", "guild_id"),
         Index("ix_jobs_owner", "owner"),
+        Index("ix_jobs_status_finished_at", "status", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -134,6 +138,9 @@ class Job(Base):
     front: Mapped[str | None] = mapped_column(String(16))
     command: Mapped[str | None] = mapped_column(Text)
     result_type: Mapped[str | None] = mapped_column(String(32))
+    # Added in 0010: why its result file is gone (RESULT_REMOVALS), and when that was recorded.
+    result_removed: Mapped[str | None] = mapped_column(String(16))
+    result_removed_at: Mapped[float | None] = mapped_column(Float)
 
 
 class GalleryEntry(Base):

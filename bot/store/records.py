@@ -68,6 +68,7 @@ class JobRecord:
     front: str | None = None  # which front asked: "discord" or "console" (None: a job from before 0008)
     command: str | None = None  # the command that makes the same result, without the prefix: "dream layer:deep seed:7"
     result_type: str | None = None  # the result's media type ("image/png", "video/mp4")
+    result_removed: str | None = None  # why its result file is gone: "expired" or "missing" (None: kept)
     # Inputs are loaded by the methods that say so; listings leave them None.
     image: bytes | None = field(default=None, repr=False)
     guide: bytes | None = field(default=None, repr=False)
@@ -90,6 +91,7 @@ class GalleryItem:
     command: str | None
     result_location: str | None
     result_type: str | None
+    result_removed: str | None = None  # "expired" (the retention sweep deleted its file) or "missing"; None: kept
 
 
 @dataclass(frozen=True)

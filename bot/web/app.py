@@ -233,7 +233,8 @@ def _as_json(result: PublicResult) -> dict[str, Any]:
         "author_id": result.author_id,  # null unless the server shows who made its results
         "discord_message": result.message_link,
         "page": RESULT_PATH.format(job_id=result.job_id),
-        "file": RESULT_FILE_PATH.format(job_id=result.job_id),
+        "expired": result.expired,  # its file was deleted after the retention period: no file to fetch
+        "file": None if result.expired else RESULT_FILE_PATH.format(job_id=result.job_id),
     }
 
 

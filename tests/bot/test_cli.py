@@ -264,6 +264,71 @@ def test_visualize_writes_a_png(run, tmp_path):
         assert img.format == "PNG" and img.size == (64, 64)
 
 
+# -- dreambot results prune ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def old_results(database_url, tmp_path, monkeypatch):
+    """A database and RESULTS_DIR (through the environment) holding two results 40 days old (3 and 5
+    bytes) and one a day old; the old files' paths."""
+    import asyncio
+
+    from sqlalchemy import update
+
+    from bot.results import LocalResults
+    from bot.store import Asker, Store
+    from bot.store.models import Job
+    from tests.bot.fake_runners import fake_spec
+    from tests.bot.store.helpers import NO_LIMITS, new_job
+
+    results = LocalResults(tmp_path / "results")
+
+    async def fill() -> list[Path]:
+        async with Store.open(database_url, upgrade=True, limits=NO_LIMITS) as store:
+            old = []
+            for data, days in ((b"abc", 40), (b"12345", 40), (b"new", 1)):
+                job_id = await new_job(store, fake_spec(), Asker("console:ops"), owner="A")
+                location = await results.save(job_id, data, "image/png")
+                assert await store.jobs.finish(job_id, {"total": 1.0}, location, "image/png", owner="A")
+                async with store.database.writing() as session:
+                    await session.execute(update(Job).where(Job.id == job_id).values(finished_at=Job.finished_at - days * 86400))
+                if days > 30:
+                    old.append(results.folder / location)
+            return old
+
+    monkeypatch.chdir(tmp_path)  # no .env from elsewhere
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("RESULTS_DIR", str(results.folder))
+    monkeypatch.setenv("RESULT_RETENTION_DAYS", "30")
+    return asyncio.run(fill())
+
+
+def test_results_prune_dry_run_deletes_nothing_and_says_what_the_real_run_then_deletes(run, old_results):
+    code, dry, err = run("results", "prune", "--dry-run")
+    assert (code, err) == (0, "")
+    assert dry == "would delete 2 result files (8 bytes) older than 30 days\n"
+    assert all(path.exists() for path in old_results)
+    code, real, err = run("results", "prune")
+    assert (code, err) == (0, "")
+    assert real == "deleted 2 result files (8 bytes) older than 30 days\n"
+    assert not any(path.exists() for path in old_results)
+    assert run("results", "prune")[1] == "deleted 0 result files (0 bytes) older than 30 days\n"
+
+
+def test_results_prune_takes_other_days_and_refuses_bad_ones_in_one_line(run, fails, old_results, monkeypatch):
+    assert run("results", "prune", "--dry-run", "--days", "0.5")[1] == \
+        "would delete 3 result files (11 bytes) older than 0.5 days\n"
+    for bad in ("0", "-3", "soon", "nan", "inf"):
+        assert f"argument --days: must be a number of days above 0, got '{bad}'" in fails("results", "prune", "--days", bad)
+    assert "invalid choice" in fails("results", "tidy")
+    monkeypatch.setenv("RESULT_RETENTION_DAYS", "-1")
+    assert "result_retention_days" in fails("results", "prune").lower()
+    monkeypatch.setenv("RESULT_RETENTION_DAYS", "0")
+    forever = "results are kept forever (RESULT_RETENTION_DAYS is 0): nothing to prune; --days N prunes anyway\n"
+    assert run("results", "prune") == (0, forever, "")
+    assert all(path.exists() for path in old_results)
+
+
 # -- the installed console script ------------------------------------------------------------
 
 

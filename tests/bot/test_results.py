@@ -78,3 +78,15 @@ async def test_a_write_that_fails_leaves_neither_a_result_nor_a_temporary_file(t
         await results.save(2, b"other", "image/png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job-1.png"]
     assert await results.read("job-1.png") == b"first", "the earlier result stays whole"
+
+
+async def test_a_result_is_removed_once_with_its_size_and_usage_counts_only_results(tmp_path):
+    results = LocalResults(tmp_path / "results")
+    kept = await results.save(1, b"12345", "image/png")
+    gone = await results.save(2, b"abc", "image/gif")
+    (results.folder / ".job-3.png.partial").write_bytes(b"half written")  # a result being written is not counted
+    (tmp_path / "outside.png").write_bytes(b"not a result")
+    assert (results.size(kept), results.size(gone), results.usage()) == (5, 3, (2, 8))
+    assert results.remove(gone) == 3
+    assert results.remove(gone) is None and results.size(gone) is None, "already gone: nothing freed twice"
+    assert results.remove("../outside.png") is None and (tmp_path / "outside.png").exists() and results.usage() == (1, 5)

@@ -26,6 +26,7 @@ def test_defaults():
         "efficientnet-lite0", "auto", 0, "!"
     )
     assert settings.results_dir == Path("results")
+    assert settings.result_retention_days == 30, "results are kept 30 days unless the operator says otherwise"
     assert settings.rate_limits == RateLimits(3, 60.0, 30, 2)
 
 
@@ -55,6 +56,7 @@ def test_each_bad_value_gives_one_clear_line(monkeypatch):
     monkeypatch.setenv("WORKERS", "-1")
     monkeypatch.setenv("USER_BURST", "lots")
     monkeypatch.setenv("USER_REFILL_SECONDS", "0")
+    monkeypatch.setenv("RESULT_RETENTION_DAYS", "-1")
     with pytest.raises(ConfigError) as info:
         load_settings()
     lines = str(info.value).splitlines()
@@ -63,6 +65,7 @@ def test_each_bad_value_gives_one_clear_line(monkeypatch):
         "WORKERS: must be >= 0 (got '-1')",
         "USER_BURST: must be a whole number (got 'lots')",
         "USER_REFILL_SECONDS: must be > 0 (got '0')",
+        "RESULT_RETENTION_DAYS: must be >= 0 (got '-1')",
     ])
 
 

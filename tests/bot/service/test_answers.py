@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+from sqlalchemy import update
 
 from bot.commands import Request, parse_command
 from bot.executor import QueuePlace
 from bot.results import LocalResults
-from bot.service import Accepted, Requester, Service
+from bot.service import Accepted, Requester, Retention, Service
+from bot.store.models import Job
 from bot.store import Asker, RateLimits, Store
 from core.spec import compile_job
 from tests.bot.fake_runners import fake_spec
@@ -58,13 +60,14 @@ async def test_answers_are_one_clear_text(service):
     assert "jobs may take up to 2 min" in await service.answers.answer(parse_command("!quota"), ALICE)
 
 
-async def test_queue_gallery_and_stats_answers_fit_at_their_largest(service, store):
+async def test_queue_gallery_and_stats_answers_fit_at_their_largest(service, store, tmp_path):
     spec = compile_job("visualize", {"target": "banana"})
     for _ in range(300):  # far more of one user's jobs than a reply could list
         await add_job(store, spec, user_id=LONGEST_IDS.user_id, guild_id=LONGEST_IDS.guild_id, channel_id=LONGEST_IDS.channel_id)
     for job_id in range(1, 21):  # more than a gallery answer lists; the rest stay queued
         link = f"https://discord.com/channels/{'9' * 20}/{'9' * 20}/{str(job_id).rjust(20, '9')}"
-        await store.jobs.finish(job_id, {}, f"job-{job_id}.png", "image/png")
+        location = await LocalResults(tmp_path / "results").save(job_id, b"png", "image/png")  # listed only with its file
+        await store.jobs.finish(job_id, {}, location, "image/png")
         await store.gallery.add(job_id, link)
     for name, params in (("queue", {}), ("gallery", {"order": "top"}), ("gallery", {"order": "recent"}), ("stats", {})):
         text = await service.answers.answer(Request(name, params), LONGEST_IDS)
@@ -164,10 +167,13 @@ async def test_quota_tells_what_a_member_may_start_now_and_for_how_long(store, t
 # -- the server's gallery and numbers ----------------------------------------------------------------------
 
 
-async def posted(store: Store, *, guild_id: str = "g1", user_id: str = "alice", kind: str = "dream", likes: int = 0) -> tuple[int, str]:
-    """A finished job posted on a server and in its gallery, with `likes`; (job, message link)."""
+async def posted(store: Store, *, guild_id: str = "g1", user_id: str = "alice", kind: str = "dream", likes: int = 0,
+                 results: LocalResults | None = None) -> tuple[int, str]:
+    """A finished job posted on a server and in its gallery, with `likes`; (job, message link).
+    results: where its file is kept (a listing shows only results whose file is there)."""
     job_id = await add_job(store, fake_spec(kind), user_id=user_id, guild_id=guild_id, channel_id="c1")
-    assert await store.jobs.finish(job_id, {"total": 1.0}, f"job-{job_id}.png", "image/png")
+    location = await results.save(job_id, b"png", "image/png") if results is not None else f"job-{job_id}.png"
+    assert await store.jobs.finish(job_id, {"total": 1.0}, location, "image/png")
     link = f"https://discord.com/channels/{guild_id}/c1/{800 + job_id}"
     entry = await store.gallery.add(job_id, link, channel_id="c1")
     for fan in range(likes):
@@ -175,13 +181,28 @@ async def posted(store: Store, *, guild_id: str = "g1", user_id: str = "alice", 
     return job_id, link
 
 
+async def test_the_gallery_says_which_results_expired_and_leaves_out_files_deleted_by_hand(store, tmp_path):
+    results = LocalResults(tmp_path / "results")
+    async with answering(store, tmp_path) as service:
+        (expired, expired_link), (by_hand, _), (_, kept_link) = [await posted(store, results=results) for _ in range(3)]
+        await store.jobs.posted(expired, expired_link, channel_id="c1", in_guild=True)  # its delivery is over
+        async with store.database.writing() as session:
+            await session.execute(update(Job).where(Job.id == expired).values(finished_at=Job.finished_at - 31 * 86400))
+        assert (await Retention(store=store, results=results, days=30).prune()).files == 1
+        (results.folder / f"job-{by_hand}.png").unlink()
+        listed = (await service.answers.gallery(ALICE)).splitlines()
+    assert [line.rsplit(": ", 1)[1] for line in listed] == [kept_link, expired_link]
+    assert listed[0].startswith("#3 dream (0 likes): ") and listed[1].startswith("#1 dream (0 likes; expired): ")
+
+
 async def test_the_gallery_lists_this_servers_results_newest_or_most_liked_first(store, tmp_path):
     async with answering(store, tmp_path) as service:
         gallery = service.answers.gallery
         assert await gallery(ALICE) == "the gallery is empty: results appear here once they are posted"
         assert await gallery(Requester("alice")) == "the gallery belongs to a server; use it there"
-        shown = [await posted(store, kind="zoom" if n == 11 else "dream", likes=n % 4) for n in range(12)]
-        await posted(store, guild_id="g2", likes=9)  # another server's
+        results = LocalResults(tmp_path / "results")
+        shown = [await posted(store, kind="zoom" if n == 11 else "dream", likes=n % 4, results=results) for n in range(12)]
+        await posted(store, guild_id="g2", likes=9, results=results)  # another server's
         deleted_job, deleted_link = shown[5]
         assert await store.gallery.remove([deleted_link]) == 1
         recent = (await gallery(ALICE)).splitlines()

@@ -9,11 +9,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from sqlalchemy import update
 
 from bot.results import LocalResults
-from bot.service import Denied, Gallery, PublicGallery
+from bot.service import Denied, Gallery, PublicGallery, Retention
 from bot.service.gallery import ResultFile, gallery_page_url, result_page_url
 from bot.store import MAX_ID, LikeResult, Store
+from bot.store.models import Job
 from core.spec import compile_job
 from tests.bot.rows import add_job
 
@@ -160,7 +162,8 @@ async def test_no_result_is_found_that_is_not_published_or_has_no_file(store, re
     no_file = await published(store, results, data=None)
     for job_id in (unposted, deleted, in_a_dm, elsewhere, 0, -1, MAX_ID + 1, 10**30):
         assert await public.result(job_id) is None and await public.result_file(job_id) is None, job_id
-    assert await public.result(no_file) is not None and await public.result_file(no_file) is None, "its file is gone"
+    assert await public.result(no_file) is None and await public.result_file(no_file) is None, \
+        "its file is gone: no page with a broken image"
     assert await public.result(shown) is not None
 
 
@@ -182,3 +185,35 @@ async def test_a_gallery_is_paged_newest_or_most_liked_first(store, results):
 def test_the_web_pages_addresses():
     assert gallery_page_url("https://dreams.example.org", 1001) == "https://dreams.example.org/servers/1001"
     assert result_page_url("https://dreams.example.org", 12) == "https://dreams.example.org/results/12"
+
+
+# -- results whose file is gone: expired, or deleted by hand -------------------------------------------------
+
+
+async def test_an_expired_result_is_listed_as_expired_with_no_file_to_serve(store, results):
+    public = PublicGallery(store, results=results)
+    old, new = await published(store, results), await published(store, results)
+    async with store.database.writing() as session:  # it finished 31 days ago, while the gallery was private
+        await session.execute(update(Job).where(Job.id == old).values(finished_at=Job.finished_at - 31 * 86400))
+    assert (await Retention(store=store, results=results, days=30).prune()).files == 1
+    await store.guilds.change(GUILD, public_gallery=True)
+    page = await public.gallery(GUILD)
+    assert [(r.job_id, r.expired) for r in page.results] == [(new, False), (old, True)]
+    expired = await public.result(old)
+    assert expired.expired and expired.command == "!visualize banana seed:7", "the page still says how to make it again"
+    assert await public.result_file(old) is None and await public.result_file(new) is not None
+
+
+async def test_results_whose_file_was_deleted_by_hand_are_left_out_and_pages_stay_full(store, results):
+    public = PublicGallery(store, results=results, page_size=2)
+    await store.guilds.change(GUILD, public_gallery=True)
+    jobs = [await published(store, results) for _ in range(5)]
+    for gone in (jobs[4], jobs[2]):
+        (results.folder / f"job-{gone}.png").unlink()
+    pages = [await public.gallery(GUILD, "recent", n) for n in (1, 2)]
+    assert [[r.job_id for r in p.results] for p in pages] == [[jobs[3], jobs[1]], [jobs[0]]]
+    assert [p.has_next for p in pages] == [True, False]
+    assert [(await store.jobs.get(j)).result_removed for j in jobs] == [None, None, "missing", None, "missing"]
+    (results.folder / f"job-{jobs[3]}.png").unlink()
+    assert await public.result(jobs[3]) is None, "a result page finds it gone too"
+    assert [r.job_id for r in (await public.gallery(GUILD)).results] == [jobs[1], jobs[0]]

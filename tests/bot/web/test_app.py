@@ -285,6 +285,7 @@ async def test_the_json_api_gives_a_gallery_and_a_result(client, published):
         "author_id": None,
         "discord_message": message_link(PUBLIC, jobs["banana"]),
         "page": f"/results/{jobs['banana']}",
+        "expired": False,
         "file": f"/results/{jobs['banana']}/file",
     }
     assert result["params"]["target"] == "banana" and result["params"]["size"] == 64
@@ -364,3 +365,32 @@ async def test_a_zoom_as_mp4_plays_in_a_video_element_and_as_webp_in_an_image(cl
     assert f'<{element} src="/results/{job}/file"' in gallery
     file = await client.get(f"/results/{job}/file")
     assert file.headers["Content-Type"] == mime and await file.read() == data
+
+
+# -- results whose file is gone ------------------------------------------------------------------------------
+
+
+async def test_an_expired_result_shows_as_expired_and_one_deleted_by_hand_is_not_listed(client, published):
+    jobs, store = published.jobs, published.store
+    # The sweep ran while the server's gallery was private (a public one keeps its results), long after the zoom.
+    await store.guilds.change(PUBLIC, public_gallery=False)
+    await store.jobs.posted(jobs["zoom"], message_link(PUBLIC, jobs["zoom"]), channel_id="3003", in_guild=True)
+    async with store.database.writing() as session:
+        await session.execute(update(Job).where(Job.id == jobs["zoom"]).values(finished_at=Job.finished_at - 31 * 86400))
+    assert (await Retention(store=store, results=LocalResults(published.results_dir), days=30).prune()).files == 1
+    await store.guilds.change(PUBLIC, public_gallery=True)
+    (published.results_dir / f"job-{jobs['banana']}.png").unlink()  # an operator deleted it by hand
+
+    html = await text_of(await client.get(f"/servers/{PUBLIC}"))
+    assert shown_results(html) == [jobs["zoom"], jobs["dream"]], "the file deleted by hand is not listed"
+    assert re.findall(r'src="/results/(\d+)/file"', html) == [str(jobs["dream"])], "no image points at a deleted file"
+    assert '<span class="expired">expired</span>' in html
+    page = await text_of(await client.get(f"/results/{jobs['zoom']}"))
+    assert 'class="expired">expired' in page and "/file" not in page and "?zoom" in page, "expired, with its command"
+    assert (await client.get(f"/results/{jobs['zoom']}/file")).status == 404
+    listed = (await (await client.get(f"/api/servers/{PUBLIC}")).json())["results"]
+    assert [(r["id"], r["expired"], r["file"]) for r in listed] == \
+        [(jobs["zoom"], True, None), (jobs["dream"], False, f"/results/{jobs['dream']}/file")]
+    for path in (f"/results/{jobs['banana']}", f"/api/results/{jobs['banana']}", f"/results/{jobs['banana']}/file"):
+        assert (await client.get(path)).status == 404, path
+    assert (await store.jobs.get(jobs["banana"])).result_removed == "missing", "recorded, so later listings skip it"

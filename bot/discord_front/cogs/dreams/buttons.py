@@ -65,6 +65,11 @@ async def again(cog: _Dreams, interaction: discord.Interaction, record: JobRecor
         images = [i for i in (record.image, record.guide) if i is not None]
         request = Request("dream", dict(record.params) | {"iterations": iterations}, seed=record.seed)
     elif deeper:
+        if record.result_removed == "expired":
+            await interaction.response.send_message(
+                f"result #{record.id} has expired: its file was deleted after the bot's retention period, so I cannot "
+                "dream deeper on it; Re-roll makes a new one", ephemeral=True)
+            return
         found = await cog.bot.service.delivery.result(record)
         if found is None:
             await interaction.response.send_message("that result is no longer stored, so I cannot dream deeper", ephemeral=True)

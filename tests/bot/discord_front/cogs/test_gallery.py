@@ -9,9 +9,13 @@ the fake runner, since the engine is not what they are about."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import update
 import pytest_asyncio
 
 from bot.executor import LocalProcessExecutor
+from bot.results import LocalResults
+from bot.service import Retention
+from bot.store.models import Job
 from bot.store import RateLimits
 from tests.bot.discord_front.helpers import (
     FAKE_RUNNER,
@@ -119,7 +123,8 @@ async def in_the_gallery(world, *, likes: int, guild_id: int | None = None, link
     store, fake = world.store, world.fake
     guild = str(guild_id or fake.guild_id)
     job_id = await add_job(store, fake_spec("dream"), user_id=fake.alice["id"], guild_id=guild, channel_id=str(fake.channel_id))
-    assert await store.jobs.finish(job_id, {"total": 1.0}, f"job-{job_id}.png", "image/png")
+    location = await LocalResults(world.settings.results_dir).save(job_id, b"png", "image/png")  # listed only with its file
+    assert await store.jobs.finish(job_id, {"total": 1.0}, location, "image/png")
     link = link or f"https://discord.com/channels/{guild}/{fake.channel_id}/{900_000 + job_id}"
     entry = await store.gallery.add(job_id, link, channel_id=str(fake.channel_id))
     for fan in range(likes):
@@ -147,6 +152,24 @@ async def test_gallery_lists_this_servers_results_newest_or_most_liked_first(qui
         assert "(3 likes)" in top["content"].splitlines()[0] and "dream" in top["content"]
         interaction = await fake.dispatch_slash_command("gallery", {"order": "top"})
         assert (await fake.wait_for_interaction_response(interaction)).data["content"] == top["content"]
+
+
+async def test_gallery_shows_an_expired_result_as_expired_and_hides_one_whose_file_was_deleted(quick):
+    fake, store = quick.fake, quick.store
+    expired, expired_link = await in_the_gallery(quick, likes=2)
+    by_hand, _ = await in_the_gallery(quick, likes=1)
+    _, kept_link = await in_the_gallery(quick, likes=0)
+    await store.jobs.posted(expired, expired_link, channel_id=str(fake.channel_id), in_guild=True)  # its delivery is over
+    async with store.database.writing() as session:
+        await session.execute(update(Job).where(Job.id == expired).values(finished_at=Job.finished_at - 31 * 86400))
+    results = LocalResults(quick.settings.results_dir)
+    assert (await Retention(store=store, results=results, days=30).prune()).files == 1
+    (results.folder / f"job-{by_hand}.png").unlink()
+    async with quick.bot(**STAND_INS):
+        await fake.dispatch_message("!gallery")
+        listed = (await bot_said(fake, "likes")).get("content").splitlines()
+    assert links_in("\n".join(listed)) == [kept_link, expired_link]
+    assert "(2 likes; expired)" in listed[1] and "expired" not in listed[0]
 
 
 async def test_gallery_refuses_an_order_it_does_not_know_and_works_on_servers_only(quick):

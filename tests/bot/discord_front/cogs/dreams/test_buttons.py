@@ -7,6 +7,7 @@ a warm worker; what asking again makes of a job record is checked on `again` dir
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -205,6 +206,10 @@ async def test_dream_deeper_on_a_render_dreams_on_its_result_with_its_model():
     assert deeper.asked == [(Request("dream", {"model": "googlenet"}), [b"rendered png"])]
     gone = await asked_again(render, deeper=True, stored=None)
     assert gone.asked == [] and gone.answered == [("that result is no longer stored, so I cannot dream deeper", True)]
+    expired = await asked_again(replace(render, result_removed="expired"), deeper=True, stored=(b"rendered png", "image/png"))
+    line = ("result #1 has expired: its file was deleted after the bot's retention period, so I cannot dream deeper on it; "
+            "Re-roll makes a new one")
+    assert expired.asked == [] and expired.answered == [(line, True)], "one clear line, whatever is left in the folder"
 
 
 # -- the context menus -----------------------------------------------------------------------------------
