@@ -340,29 +340,15 @@ def _days(text: str) -> float:
 def _cmd_results(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .wiring import open_retention
+    from .wiring import prune_results
 
     settings = _settings()
     days = args.days if args.days is not None else settings.result_retention_days
     if days == 0:
         print("results are kept forever (RESULT_RETENTION_DAYS is 0): nothing to prune; --days N prunes anyway")
         return 0
-
-    async def prune():
-        async with open_retention(settings) as retention:
-            return await retention.prune(days=days, dry_run=args.dry_run)
-
-    pruned = asyncio.run(prune())
-    files = f"{pruned.files} result file{'' if pruned.files == 1 else 's'} ({_size(pruned.bytes)})"
-    print(f"{'would delete' if pruned.dry_run else 'deleted'} {files} older than {pruned.days:g} days")
+    print(asyncio.run(prune_results(settings, days=days, dry_run=args.dry_run)).summary)
     return 0
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n} bytes, {n / scale:.1f} {unit}"
-    return f"{n} bytes"
 
 
 def _cmd_db(args: argparse.Namespace) -> int:

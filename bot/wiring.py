@@ -12,11 +12,11 @@ from contextlib import asynccontextmanager
 
 from .executor import LocalProcessExecutor, PoolExecutor, RayExecutor
 from .results import LocalResults, ResultStore
-from .service import Metrics, PublicGallery, Retention, Service
+from .service import Metrics, Pruned, PublicGallery, Retention, Service
 from .settings import Settings
 from .store import Store
 
-__all__ = ["open_service", "build_executor", "open_results", "open_web", "open_retention"]
+__all__ = ["open_service", "build_executor", "open_results", "open_web", "prune_results"]
 
 
 def build_executor(settings: Settings) -> PoolExecutor:
@@ -63,9 +63,8 @@ async def open_web(settings: Settings) -> AsyncIterator[tuple[PublicGallery, Met
         yield PublicGallery(store, results=open_results(settings), default_prefix=settings.command_prefix), Metrics(store)
 
 
-@asynccontextmanager
-async def open_retention(settings: Settings) -> AsyncIterator[Retention]:
-    """For `dreambot results prune`: the store (migrated to head) and the result files, to sweep once."""
+async def prune_results(settings: Settings, *, days: float, dry_run: bool) -> Pruned:
+    """For `dreambot results prune`: one sweep of the result files older than `days` over the store (migrated to head)."""
     async with Store.open(settings.database_url, limits=settings.rate_limits, upgrade=True,
                           lease_seconds=settings.lease_seconds) as store:
-        yield Retention(store=store, results=open_results(settings), days=settings.result_retention_days)
+        return await Retention(store=store, results=open_results(settings), days=days).prune(dry_run=dry_run)

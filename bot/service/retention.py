@@ -36,6 +36,17 @@ class Pruned:
     days: float
     dry_run: bool = False
 
+    @property
+    def summary(self) -> str:
+        """One line for a person: "deleted 3 result files (1234567 bytes, 1.2 MB) older than 30 days"."""
+        size = f"{self.bytes} bytes"
+        for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+            if self.bytes >= scale:
+                size += f", {self.bytes / scale:.1f} {unit}"
+                break
+        files = f"{self.files} result file{'' if self.files == 1 else 's'} ({size})"
+        return f"{'would delete' if self.dry_run else 'deleted'} {files} older than {self.days:g} days"
+
 
 class Retention:
     """days: RESULT_RETENTION_DAYS (0 keeps every result forever); metrics: counted where given;
