@@ -32,7 +32,7 @@ def build_executor(settings: Settings) -> PoolExecutor:
     )
     if settings.executor == "ray":
         return RayExecutor(**pool, address=settings.ray_address, cpus_per_actor=settings.ray_cpus_per_actor,
-                           gpus_per_actor=settings.ray_gpus_per_actor)
+                           gpus_per_actor=settings.ray_gpus_per_actor, start_timeout=settings.ray_start_timeout)
     return LocalProcessExecutor(**pool)
 
 

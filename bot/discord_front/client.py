@@ -18,7 +18,7 @@ from ..settings import Settings
 from ..store import JobRecord
 from .sharding import shard_of
 
-__all__ = ["DreamBot", "ShardedDreamBot", "EXTENSIONS", "CDN_HOSTS", "make_bot", "requester_of", "reply_reference",
+__all__ = ["DreamBot", "ShardedDreamBot", "EXTENSIONS", "CDN_HOSTS", "make_bot", "requester_of", "reply_reference", "post_nonce",
            "upload_limit", "error_line"]
 
 log = logging.getLogger(__name__)
@@ -175,3 +175,10 @@ async def _say(ctx: commands.Context, text: str) -> None:
         await ctx.send(text)
     except (discord.HTTPException, aiohttp.ClientError, RuntimeError) as exc:  # e.g. while shutting down
         log.warning("could not report an error to the user: %s", exc)
+
+
+def post_nonce(job_id: int) -> str:
+    """The nonce of every post of a job's result (at most 25 characters, as Discord allows): the
+    same for each try, so Discord (enforce_nonce) answers a repeated post with the message it
+    already made, should a process die after Discord took its post and before the store heard."""
+    return f"dreambot-job-{job_id}"

@@ -11,9 +11,11 @@ Ray is imported when the executor starts, so the local backend never needs it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from ._devices import resolve_devices
@@ -154,19 +156,27 @@ def _connect(ray: Any, address: str) -> None:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
         return
+    with loopback_only():
+        # "local" rather than None: never let a RAY_ADDRESS in the environment send us elsewhere.
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level=logging.WARNING)
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """While a private Ray instance starts inside this block, its servers listen on loopback only.
+
+    The processes Ray starts inherit the environment; it is restored afterwards, so that nothing
+    else this process starts does. The test suite's own Ray starts the same way."""
     from ray._private import ray_constants
 
     saved = {name: os.environ.get(name) for name in (_LOOPBACK_ONLY, _METRICS_PORT)}
     saved_cluster = ray_constants.ENABLE_RAY_CLUSTER
-    # The processes Ray starts inherit the environment; restored afterwards, so that nothing else
-    # this process starts does.
     os.environ[_LOOPBACK_ONLY] = "0"
     os.environ.setdefault(_METRICS_PORT, "0")
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        # "local" rather than None: never let a RAY_ADDRESS in the environment send us elsewhere.
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level=logging.WARNING)
+        yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved_cluster
         for name, value in saved.items():

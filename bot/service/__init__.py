@@ -77,7 +77,7 @@ class Service:
         delivery = Delivery(store=store, results=results, retry_seconds=delivery_retry_seconds, owner=owner)
         # Held: the jobs this process runs, and those whose result it is posting.
         leases = LeaseKeeper(store=store, owner=owner, heartbeat_seconds=heartbeat_seconds,
-                             held=lambda: [*jobs.held(), *delivery.posting()], on_lost=jobs.lost, resume=jobs.resume)
+                             held=jobs.held, on_lost=jobs.lost, resume=jobs.resume)
         guilds = Guilds(store=store, max_job_seconds=max_job_seconds)
         service = cls(jobs=jobs, leases=leases, delivery=delivery,
                       gallery=Gallery(store), public=PublicGallery(store, results=results, default_prefix=prefix),

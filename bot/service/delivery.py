@@ -4,31 +4,23 @@ its requester by DM, or recorded as undeliverable. The state is in the store, so
 before a restart is posted by the next start, by whichever process holds its server.
 
 A try at posting holds the job's lease (as a running job does) for as long as the post takes:
-`holding` marks it, and the lease heartbeat renews it, so another process sweeping meanwhile
-never posts the same result beside a slow first post. Each post also carries `post_nonce`, which
-Discord's enforce_nonce turns into the existing message should a post be repeated all the same
-(its process died after Discord took the post, before the store heard of it).
+`JobService.posting` marks it, and the lease heartbeat renews it, so another process sweeping
+meanwhile never posts the same result beside a slow first post. The Discord front also gives
+each post the job's nonce, so a post repeated all the same (its process died after Discord took
+it, before the store heard of it) gets the message Discord already made.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 
 from ..results import ResultStore
 from ..store import JobRecord, Store
 from .leases import Owns
 
-__all__ = ["Delivery", "RETRY_MAX_SECONDS", "post_nonce"]
+__all__ = ["Delivery", "RETRY_MAX_SECONDS"]
 
 RETRY_MAX_SECONDS = 3600.0  # a result Discord keeps refusing is still tried every hour
-
-
-def post_nonce(job_id: int) -> str:
-    """The nonce of every post of a job's result (at most 25 characters, as Discord allows): the
-    same for each try, so Discord answers a repeated post with the message it already made."""
-    return f"dreambot-job-{job_id}"
 
 
 class Delivery:
@@ -37,22 +29,6 @@ class Delivery:
     def __init__(self, *, store: Store, results: ResultStore, retry_seconds: float = 30.0, owner: str | None = None) -> None:
         self.store, self.results, self.retry_seconds, self.owner = store, results, retry_seconds, owner
         self.closing = False
-        self._posting: dict[int, int] = {}  # job id -> posts of it under way in this process
-
-    def posting(self) -> list[int]:
-        """The jobs whose result this process is posting now: their leases are renewed meanwhile."""
-        return list(self._posting)
-
-    @asynccontextmanager
-    async def holding(self, job_id: int) -> AsyncIterator[None]:
-        """Hold the job's lease (taken by finishing it or by `due`) while its result is posted here."""
-        self._posting[job_id] = self._posting.get(job_id, 0) + 1
-        try:
-            yield
-        finally:
-            self._posting[job_id] -= 1
-            if not self._posting[job_id]:
-                del self._posting[job_id]
 
     def retry_delay(self, attempts: int) -> float:
         """Seconds to wait after the `attempts`-th try at posting a result before the next one."""
@@ -61,7 +37,7 @@ class Delivery:
     async def due(self, owns: Owns = lambda record: True, *, now: float | None = None) -> list[JobRecord]:
         """Results still to post whose wait since their last try is over, for the front that `owns`
         them; each is claimed for this process (another sweeping at once skips it), and the front
-        tries once more (`holding` it), then reports `failed` or `ended`, or JobService.posted.
+        tries once more (`JobService.posting.holding` it), then reports `failed` or `ended`, or JobService.posted.
 
         Whether the wait is over, and whether another process still holds a try, is decided by the
         store on the database's clock; `now` is a test's fixed time."""

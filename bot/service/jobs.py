@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from core.errors import DreamError, JobCancelled, MissingImage
-from core.jobs import JobResult, JobSpec, ProgressEvent
+from core.jobs import JobSpec, ProgressEvent
 from core.spec import check_inputs, check_options, compile_job, restore_job
 
 from ..commands import Request, ordinal, reproduce_command, wait_text
@@ -32,9 +32,10 @@ from ..results import ResultStore
 from ..store import Admission, Asker, JobRecord, Store
 from ..store.jobs import time_cap
 from .metrics import Metrics
+from .outcomes import JobOutcome, lost_outcome, recorded_outcome
 from .refusals import Denied, refusal_words
 
-__all__ = ["Requester", "Accepted", "JobOutcome", "JobService", "ProgressSink", "Compiler", "Restorer", "Describer"]
+__all__ = ["Requester", "Accepted", "JobOutcome", "JobService", "Posting", "ProgressSink", "Compiler", "Restorer", "Describer"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ def _command(spec: JobSpec) -> str:
     return reproduce_command(spec, "")
 
 _STOPPING = "the bot is stopping; the job will run when it is back"
-_TAKEN_OVER = "another bot process took this job over after this one stalled; it posts the result"
 
 
 @dataclass(frozen=True)
@@ -81,17 +81,6 @@ class Accepted:
         return f"takes about {wait_text(self.predicted)}; {when}"
 
 
-@dataclass(frozen=True)
-class JobOutcome:
-    job_id: int
-    status: Literal["done", "failed", "cancelled", "interrupted"]
-    result: JobResult | None = None  # the result's bytes, type and metadata, when done here
-    error: str | None = None  # one line for the user when not done
-    command: str | None = None  # what makes the same result again, without the prefix
-    location: str | None = None  # where the result store keeps it
-    where: str | None = None  # the same, for a person: a file's path or an object's address
-
-
 @dataclass(eq=False)
 class _Tracked:
     """A job this process queued: who follows its progress, and how it ends."""
@@ -108,6 +97,28 @@ class _Tracked:
     shutting_down: bool = False
     lost: bool = False  # the store says this process no longer holds it: cancelled elsewhere, or adopted
     task: asyncio.Task | None = None
+
+
+class Posting:
+    """The jobs whose result this process is posting now. Finishing a job (or claiming it for another
+    try, `Delivery.due`) took its lease; the lease heartbeat renews it while `holding`, so another
+    process sweeping meanwhile never posts the same result beside a slow first post."""
+
+    def __init__(self) -> None:
+        self._counts: dict[int, int] = {}  # job id -> posts of it under way in this process
+
+    def ids(self) -> list[int]:
+        return list(self._counts)
+
+    @asynccontextmanager
+    async def holding(self, job_id: int) -> AsyncIterator[None]:
+        self._counts[job_id] = self._counts.get(job_id, 0) + 1
+        try:
+            yield
+        finally:
+            self._counts[job_id] -= 1
+            if not self._counts[job_id]:
+                del self._counts[job_id]
 
 
 class JobService:
@@ -128,6 +139,7 @@ class JobService:
         self.max_job_seconds = max_job_seconds
         self._compile, self._restore, self._describe = compile, restore, describe
         self._tracked: dict[int, _Tracked] = {}
+        self.posting = Posting()
         self.closing = False
 
     async def submit(self, request: Request, requester: Requester, *, images: Sequence[bytes] = ()) -> Accepted | Denied:
@@ -182,7 +194,7 @@ class JobService:
         """
         tracked = self._tracked.get(job_id)
         if tracked is None:
-            return await self._recorded_outcome(job_id)
+            return await recorded_outcome(self.store, self.results, job_id)
         if on_progress is not None:
             tracked.sinks.append(on_progress)
         try:
@@ -223,7 +235,8 @@ class JobService:
     # -- the jobs this process holds, for service.leases ---------------------------------------------
 
     def held(self) -> list[int]:
-        return list(self._tracked)
+        """The jobs this process runs or whose result it is posting."""
+        return [*self._tracked, *self.posting.ids()]
 
     async def lost(self, job_id: int) -> None:
         """The store says this process no longer holds the job (cancelled elsewhere, or adopted): stop it."""
@@ -318,7 +331,7 @@ class JobService:
             return JobOutcome(job_id, "failed", error="something went wrong on our side; the error was logged")
         location = await self.results.save(job_id, result.data, result.mime_type)
         if not await self.store.jobs.finish(job_id, result.timings, location, result.mime_type, owner=self.owner):
-            return await self._lost_outcome(job_id)
+            return await lost_outcome(self.store, self.owner, job_id)
         self.metrics.job_seconds.labels(tracked.spec.kind).observe(time.monotonic() - (tracked.started or time.monotonic()))
         return JobOutcome(job_id, "done", result=result, command=tracked.command, location=location,
                           where=self.results.describe(location))
@@ -330,7 +343,7 @@ class JobService:
             await self.store.leases.release(job_id, self.owner)
             return JobOutcome(job_id, "interrupted", error=_STOPPING)
         if tracked.lost:
-            return await self._lost_outcome(job_id)
+            return await lost_outcome(self.store, self.owner, job_id)
         if tracked.timed_out:
             ran = time.monotonic() - (tracked.started or time.monotonic())
             error = (f"stopped after {wait_text(ran)}: it ran far past its expected {wait_text(tracked.predicted)} "
@@ -339,27 +352,6 @@ class JobService:
             return JobOutcome(job_id, "failed", error=error)
         await self.store.jobs.cancel(job_id)
         return JobOutcome(job_id, "cancelled", error=f"job {job_id} was cancelled")
-
-    async def _lost_outcome(self, job_id: int) -> JobOutcome:
-        """How a job this process no longer holds ended for it: cancelled (maybe from another process), or taken over."""
-        record = await self.store.jobs.get(job_id)
-        if record is None or record.status == "cancelled":
-            return JobOutcome(job_id, "cancelled", error=f"job {job_id} was cancelled")
-        if record.owner != self.owner:
-            return JobOutcome(job_id, "interrupted", error=_TAKEN_OVER)
-        return JobOutcome(job_id, "cancelled", error=f"job {job_id} is {record.status}")
-
-    async def _recorded_outcome(self, job_id: int) -> JobOutcome:
-        """How a job that is not running here ended, from the store (it may have ended before anyone followed it)."""
-        record = await self.store.jobs.get(job_id)
-        if record is None or record.status in ("queued", "running"):
-            status = record.status if record else "missing"
-            return JobOutcome(job_id, "cancelled", error=f"job {job_id} is {status}, not running here")
-        if record.status == "done":
-            where = self.results.describe(record.result_location) if record.result_location else None
-            return JobOutcome(job_id, "done", error=f"job {job_id} had finished already", command=record.command,
-                              location=record.result_location, where=where)
-        return JobOutcome(job_id, record.status, error=record.error or f"job {job_id} was {record.status}")  # type: ignore[arg-type]
 
     async def _on_start(self, job_id: int, tracked: _Tracked) -> None:
         tracked.started = time.monotonic()

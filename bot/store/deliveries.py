@@ -8,7 +8,7 @@ claims the same result while a slow post is still under way. Times are the datab
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Float, literal, or_, select, update
+from sqlalchemy import Float, literal, or_, select, update
 
 from .database import Database
 from .jobs import RECORD_COLUMNS, records

@@ -1,4 +1,4 @@
-"""ORM tables. They must match migrations/versions exactly (tests/bot/store/test_migrations.py checks this).
+"""ORM tables. They must match migrations/versions exactly (tests/bot/store/test_models.py checks this).
 
 Ids from Discord (users, guilds, channels, roles) are kept as strings: they exceed 2**53 and the
 console front uses names, not numbers. Times are epoch seconds (floats); those that record when

@@ -27,6 +27,14 @@ def test_the_worker_settings_reach_the_executor(backend: str) -> None:
     assert executor._warm_models == ("googlenet",)
 
 
+def test_the_ray_settings_reach_the_ray_executor() -> None:
+    settings = load_settings(_env_file=None, executor="ray", device="cpu", ray_address="ray://head:10001",
+                             ray_cpus_per_actor=2, ray_gpus_per_actor=0.5, ray_start_timeout=7)
+    executor = build_executor(settings)
+    assert (executor._address, executor._start_timeout) == ("ray://head:10001", 7)
+    assert executor._actor_resources("cuda") == {"num_cpus": 2, "num_gpus": 0.5}
+
+
 def test_unset_worker_settings_leave_the_executor_its_own_defaults() -> None:
     executor = build_executor(load_settings(_env_file=None, device="cpu"))
     assert (executor._requested_workers, executor._max_batch, executor._requested_threads) == (0, None, None), \

@@ -27,9 +27,8 @@ from core.jobs import FILE_EXTENSIONS, ProgressEvent
 
 from ....commands import HELP, JOB_COMMANDS, CommandError, Request, job_request, parse_words, split_words, wait_text
 from ....service import Accepted, Denied
-from ....service.delivery import post_nonce
 from ....service.gallery import result_page_url
-from ...client import error_line, requester_of, upload_limit
+from ...client import error_line, post_nonce, requester_of, upload_limit
 from .buttons import BUTTON_ID, RESULT_BUTTONS, Menus
 from .delivery import Redelivery
 from .inputs import ImageSource, InputRefused, check_attachment, download, find_image_urls, first_photo_of
@@ -205,7 +204,7 @@ class Dreams(commands.Cog):
         content = await self.result_text(job_id, post.user_id, getattr(post.ack, "guild", None), outcome.command,
                                          what_came_out(kind, result.metadata))
         try:
-            async with self.bot.service.delivery.holding(job_id):  # finishing took the hold; kept while posting
+            async with self.bot.service.jobs.posting.holding(job_id):  # finishing took the hold; kept while posting
                 await self.post_result(job_id, kind, content, result.data, result.mime_type, post.send, post.upload_limit)
         except (discord.HTTPException, aiohttp.ClientError) as exc:
             # Kept as finished, not posted: the delivery sweep posts it later.

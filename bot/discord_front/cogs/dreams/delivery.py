@@ -21,9 +21,8 @@ import discord
 from core.clip_encoding import shrink_to_fit
 from core.jobs import FILE_EXTENSIONS
 
-from ....service.delivery import post_nonce
 from ....store import JobRecord
-from ...client import DM_UPLOAD_LIMIT, reply_reference, upload_limit
+from ...client import DM_UPLOAD_LIMIT, post_nonce, reply_reference, upload_limit
 
 if TYPE_CHECKING:
     from ...client import DreamBot
@@ -76,7 +75,7 @@ class Redelivery:
     async def deliver(self, record: JobRecord) -> None:
         """One more try at posting `record`'s result in its channel, or by DM when the channel is gone;
         the claim `due` took on it is held until the try is over."""
-        async with self.bot.service.delivery.holding(record.id):
+        async with self.bot.service.jobs.posting.holding(record.id):
             await self._deliver(record)
 
     async def _deliver(self, record: JobRecord) -> None:
