@@ -131,3 +131,17 @@ def test_ray_executor_settings_and_their_errors(monkeypatch):
         "RAY_CPUS_PER_ACTOR: must be > 0 (got '0')",
         "RAY_GPUS_PER_ACTOR: must be <= 1 (got '2')",
     ]
+
+
+@pytest.mark.parametrize(("heartbeat", "lease"), [(15, 30), (20, 30), (0.5, 1)])
+def test_a_heartbeat_of_half_the_lease_or_more_is_refused(heartbeat, lease):
+    # One missed beat must not cost a process its jobs: it renews at least twice per lease.
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None, heartbeat_seconds=heartbeat, lease_seconds=lease)
+    assert f"HEARTBEAT_SECONDS ({heartbeat:g}) must be more than 0 and under half of LEASE_SECONDS ({lease:g})" in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_a_heartbeat_under_half_the_lease_is_taken():
+    settings = load_settings(_env_file=None, heartbeat_seconds=14.9, lease_seconds=30)
+    assert (settings.heartbeat_seconds, settings.lease_seconds) == (14.9, 30)
