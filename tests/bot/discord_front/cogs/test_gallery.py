@@ -12,13 +12,11 @@ import pytest
 from sqlalchemy import update
 import pytest_asyncio
 
-from bot.executor import LocalProcessExecutor
 from bot.results import LocalResults
 from bot.service import Retention
 from bot.store.models import Job
 from bot.store import RateLimits
 from tests.bot.discord_front.helpers import (
-    FAKE_RUNNER,
     SMALL,
     STAND_INS,
     STAR,
@@ -35,18 +33,6 @@ from tests.bot.fake_runners import fake_spec
 from tests.bot.rows import add_job
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def executor():
-    async with LocalProcessExecutor(workers=1, device="cpu", warm_models=("efficientnet-lite0",)) as pool:
-        yield pool
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def fake_runner():
-    async with LocalProcessExecutor(workers=1, runner_factory=FAKE_RUNNER) as pool:
-        yield pool
 
 
 @pytest_asyncio.fixture(loop_scope="module")

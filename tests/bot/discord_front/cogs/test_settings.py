@@ -11,25 +11,12 @@ import pytest
 import pytest_asyncio
 
 from bot.discord_front.cogs.settings import settings_words
-from bot.executor import LocalProcessExecutor
 from bot.store import GuildSettings, RateLimits
-from tests.bot.discord_front.helpers import FAKE_RUNNER, SMALL, bot_said
+from tests.bot.discord_front.helpers import SMALL, bot_said
 from tests.bot.discord_world import open_world
 from tests.bot.service.helpers import LONGEST_PREFIX, fits
 
 IN_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")  # only on async tests: the module has plain ones too
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def executor():
-    async with LocalProcessExecutor(workers=1, device="cpu", warm_models=("efficientnet-lite0",)) as pool:
-        yield pool
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def fake_runner():
-    async with LocalProcessExecutor(workers=1, runner_factory=FAKE_RUNNER) as pool:
-        yield pool
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -15,10 +15,8 @@ import pytest_asyncio
 
 from bot.commands import Request
 from bot.discord_front.cogs.dreams.buttons import MOST_ITERATIONS, again
-from bot.executor import LocalProcessExecutor
 from bot.store import JobRecord, RateLimits
 from tests.bot.discord_front.helpers import (
-    FAKE_RUNNER,
     SMALL,
     STAND_INS,
     bot_said,
@@ -30,18 +28,6 @@ from tests.bot.discord_front.helpers import (
 from tests.bot.discord_world import LIMIT, open_world
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def executor():
-    async with LocalProcessExecutor(workers=1, device="cpu", warm_models=("efficientnet-lite0",)) as pool:
-        yield pool
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def fake_runner():
-    async with LocalProcessExecutor(workers=1, runner_factory=FAKE_RUNNER) as pool:
-        yield pool
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -16,7 +16,6 @@ import signal
 import pytest
 import pytest_asyncio
 
-from bot.executor import LocalProcessExecutor
 from bot.settings import load_settings
 from bot.store import RateLimits, Store
 from tests.bot.discord_front.helpers import SMALL, bot_said, decoded
@@ -24,12 +23,6 @@ from tests.bot.discord_world import LIMIT, open_world
 from tests.fake_discord import FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def executor():
-    async with LocalProcessExecutor(workers=1, device="cpu", warm_models=("efficientnet-lite0",)) as pool:
-        yield pool
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import asyncio
 import pytest
 import pytest_asyncio
 
-from bot.executor import LocalProcessExecutor
 from bot.results import LocalResults
 from bot.store import RateLimits
 from core.spec import compile_job
@@ -24,12 +23,6 @@ from tests.bot.rows import add_job
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 NO_RETRY = 3600.0  # seconds: a first run that must not try again by itself before the restart
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def executor():
-    async with LocalProcessExecutor(workers=1, device="cpu", warm_models=("efficientnet-lite0",)) as pool:
-        yield pool
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -23,10 +23,8 @@ from bot.discord_front.cogs.dreams.inputs import (
     find_image_urls,
     first_photo_of,
 )
-from bot.executor import LocalProcessExecutor
 from bot.store import RateLimits
 from tests.bot.discord_front.helpers import (
-    FAKE_RUNNER,
     SMALL,
     STAND_INS,
     bot_said,
@@ -37,18 +35,6 @@ from tests.fake_discord import FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 MIB = 1024 * 1024
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def executor():
-    async with LocalProcessExecutor(workers=1, device="cpu", warm_models=("efficientnet-lite0",)) as pool:
-        yield pool
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def fake_runner():
-    async with LocalProcessExecutor(workers=1, runner_factory=FAKE_RUNNER) as pool:
-        yield pool
 
 
 @pytest_asyncio.fixture(loop_scope="module")

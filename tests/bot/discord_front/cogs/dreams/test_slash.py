@@ -9,7 +9,6 @@ import pytest
 import pytest_asyncio
 
 from bot.commands import job_request, parse_words
-from bot.executor import LocalProcessExecutor
 from bot.store import RateLimits
 from core.errors import InvalidParameter
 from core.spec import compile_job
@@ -17,12 +16,6 @@ from tests.bot.discord_front.helpers import decoded
 from tests.bot.discord_world import open_world
 
 IN_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")  # only on async tests: the module has plain ones too
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def executor():
-    async with LocalProcessExecutor(workers=1, device="cpu", warm_models=("efficientnet-lite0",)) as pool:
-        yield pool
 
 
 @pytest_asyncio.fixture(loop_scope="module")

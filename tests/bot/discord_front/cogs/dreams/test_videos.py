@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import pytest_asyncio
 
-from bot.executor import LocalProcessExecutor
 from bot.store import RateLimits
 from core.clips import probe_clip
 from tests.bot.discord_world import open_world
 from tests.clip_making import encode_video, pan_and_zoom
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def executor():
-    async with LocalProcessExecutor(workers=1, device="cpu", warm_models=("efficientnet-lite0",)) as pool:
-        yield pool
 
 
 @pytest.fixture(scope="module")

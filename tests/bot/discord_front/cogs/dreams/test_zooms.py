@@ -5,21 +5,13 @@ from __future__ import annotations
 import io
 
 import pytest
-import pytest_asyncio
 from PIL import Image
 
-from bot.executor import LocalProcessExecutor
 from bot.store import RateLimits
 from core.clips import probe_clip
 from tests.bot.discord_world import open_world
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def executor():
-    async with LocalProcessExecutor(workers=1, device="cpu", warm_models=("efficientnet-lite0",)) as pool:
-        yield pool
 
 
 async def test_a_zoom_with_format_mp4_is_posted_as_mp4_and_one_by_default_as_webp(tmp_path, executor):
