@@ -48,6 +48,8 @@ class TerminalProgress:
                             dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
         self.bar.set_postfix_str(event.stage, refresh=False)
         self.bar.update(max(0, round(event.fraction * _BAR_UNITS) - self.bar.n))
+        if event.fraction >= 1.0:
+            self.bar.refresh()  # tqdm draws at most every 0.1 s: make sure the end is shown before the bar goes
 
     def __exit__(self, *exc_info) -> None:
         if self.bar is not None:

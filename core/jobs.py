@@ -103,7 +103,7 @@ class ProgressEvent:
     """How far one job is. `fraction` covers the whole job (all frames, octaves and steps, and
     encoding), weighted by the work each part takes, and never goes back."""
 
-    stage: str  # e.g. "octave 2/4", "render", "frame 3/12", "encode"
+    stage: str  # e.g. "octave 2/4", "render", "frame 3/12", "encode", and "done" (1.0) once the result is whole
     step: int  # steps done within the stage
     total: int  # steps in the stage
     fraction: float = 0.0  # of the whole job, 0..1
@@ -155,3 +155,9 @@ def report_stage(progress: ProgressCallback | None, stage: str, fraction: float)
     """A one-off event, such as "encode", at `fraction` of the whole job."""
     if progress is not None:
         progress(ProgressEvent(stage, 0, 1, fraction))
+
+
+def report_done(progress: ProgressCallback | None) -> None:
+    """The job's last event: its result is whole, 100% (encoding began before that, at its predicted share)."""
+    if progress is not None:
+        progress(ProgressEvent("done", 1, 1, 1.0))

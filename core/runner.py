@@ -24,7 +24,7 @@ from .device import resolve_device
 from .dream import PRECISIONS, DreamSettings, StepGraphs, dream_deeper
 from .errors import InvalidParameter, JobCancelled
 from .images import DEFAULT_MAX_PIXELS, DecodedImage, decode_image, encode_image, fit_longest_side, to_pil, to_tensor
-from .jobs import CancelCheck, JobResult, JobSpec, ProgressCallback, ProgressEvent, Span, monotonic, report_stage
+from .jobs import CancelCheck, JobResult, JobSpec, ProgressCallback, ProgressEvent, Span, monotonic, report_done, report_stage
 from .models.classes import imagenet_classes, resolve_class
 from .models.registry import TappedNetwork, get_entry, load_network, resolve_layers
 from .objectives import Objective, channel_objective, class_logit_objective, guide_objective, layer_objective
@@ -112,7 +112,10 @@ class JobRunner:
 
     def run(self, spec: JobSpec, progress: ProgressCallback | None = None, should_cancel: CancelCheck | None = None) -> JobResult:
         """Run a compiled spec (`core.spec.compile_job`); its params are trusted as they are."""
-        return self._run(spec, spec.params, monotonic(progress), should_cancel)
+        progress = monotonic(progress)
+        result = self._run(spec, spec.params, progress, should_cancel)
+        report_done(progress)
+        return result
 
     def run_batch(
         self,
@@ -143,6 +146,8 @@ class JobRunner:
 
         def settle(index: int, outcome: JobResult | Exception) -> None:
             outcomes[index] = outcome
+            if isinstance(outcome, JobResult):
+                report_done(progress[index])
             if on_outcome is not None:
                 on_outcome(index, outcome)
 

@@ -49,11 +49,12 @@ def test_iterations_go_further_from_the_photo_and_report_every_pass(runner, phot
     assert three.metadata["params"]["iterations"] == 3 and three.metadata["size"] == [96, 64]
     assert float((pixels(three) - source).abs().mean()) > 1.5 * float((pixels(once) - source).abs().mean())
     stages = [e.stage for e in events]
-    assert [s for s in dict.fromkeys(s.split(" octave")[0] for s in stages[:-1])] == ["pass 1/3", "pass 2/3", "pass 3/3"]
-    assert stages[-1] == "encode"
+    assert [s for s in dict.fromkeys(s.split(" octave")[0] for s in stages[:-2])] == ["pass 1/3", "pass 2/3", "pass 3/3"]
+    assert stages[-2:] == ["encode", "done"]
     fractions = [e.fraction for e in events]
     first_pass_done = [e.fraction for e in events if e.stage.startswith("pass 1/3")][-1]
-    assert fractions == sorted(fractions) and first_pass_done == pytest.approx(fractions[-2] / 3, rel=0.02)
+    assert fractions == sorted(fractions) and first_pass_done == pytest.approx(fractions[-3] / 3, rel=0.02)
+    assert fractions[-1] == 1.0
 
 
 def test_a_batch_of_deeper_dreams_equals_separate_runs(runner, photo_bytes):

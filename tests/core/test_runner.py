@@ -36,10 +36,11 @@ def test_a_batch_of_same_size_dreams_equals_separate_runs(runner, photo_bytes):
         assert batched.metadata["batch_size"] == 3 and batched.metadata["seed"] == spec.seed
         assert batched.metadata["params"] == single.metadata["params"] and batched.metadata["size"] == [96, 64]
         assert float((pixels(batched) - pixels(single)).abs().mean()) < 1 / 255
-    # Every job sees the group's steps, then its own encode.
+    # Every job sees the group's steps, then its own encode, then its own end at 100%.
     for job_events in events:
-        assert [(e.stage, e.step) for e in job_events[:-1]] == [(f"octave {o}/2", s) for o in (1, 2) for s in (1, 2)]
-        assert job_events[-1].stage == "encode"
+        assert [(e.stage, e.step) for e in job_events[:-2]] == [(f"octave {o}/2", s) for o in (1, 2) for s in (1, 2)]
+        assert [(e.stage, e.fraction) for e in job_events[-2:]] == [("encode", job_events[-2].fraction), ("done", 1.0)]
+        assert job_events[-2].fraction < 1.0
         assert [e.fraction for e in job_events] == sorted(e.fraction for e in job_events)
 
 
@@ -74,7 +75,8 @@ def test_a_cancelled_job_in_a_group_gets_cancelled_and_the_others_finish(runner,
     steps: list[ProgressEvent] = []
     out = runner.run_batch(specs, [steps.append, None, None], [None, lambda: True, None])
     assert isinstance(out[0], JobResult) and isinstance(out[1], JobCancelled) and isinstance(out[2], JobResult)
-    assert len([e for e in steps if e.stage != "encode"]) == 4  # the group ran to its end for the others
+    assert len([e for e in steps if e.stage not in ("encode", "done")]) == 4  # the group ran to its end for the others
+    assert steps[-1].stage == "done" and steps[-1].fraction == 1.0
     # Only when every job of the group is cancelled does the group stop early.
     seen: list[ProgressEvent] = []
     out = runner.run_batch(specs, [seen.append, None, None], [lambda: True] * 3)
@@ -109,16 +111,19 @@ def test_progress_of_every_kind_rises_to_the_end_and_never_goes_back(runner, pho
     events = _fractions(runner, spec)
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions), f"{kind} progress went back: {fractions}"
-    assert 0 < fractions[0] < 0.5 and fractions[-1] <= 1.0
-    # Encoding comes last and gets the share of the job the cost model predicts for it.
-    assert events[-1].stage == "encode" and events[-1].fraction == pytest.approx(work_share(spec.cost))
+    assert 0 < fractions[0] < 0.5
+    # Encoding comes last and gets the share of the job the cost model predicts for it; then the job
+    # ends at exactly 100%, once, when its result is whole.
+    assert events[-2].stage == "encode" and events[-2].fraction == pytest.approx(work_share(spec.cost))
+    assert [(e.stage, e.fraction) for e in events if e.fraction >= 1.0] == [("done", 1.0)]
+    assert events[-1] == ProgressEvent("done", 1, 1, 1.0)
 
 
 def test_zoom_progress_covers_all_frames_not_each_frame_on_its_own(runner):
     events = _fractions(runner, compile_job("zoom", {"frames": 4, "size": 64, "steps": 2, "octaves": 2}, seed=0))
     work = [e for e in events if e.stage.startswith("frame")]
     ends = {e.stage.split(" octave")[0]: e.fraction for e in work}  # the last event of each frame
-    encode = events[-1].fraction
+    encode = events[-2].fraction
     # Each frame fills an equal part of the work before encoding.
     assert [round(ends[f"frame {i}/4"] / encode, 6) for i in range(1, 5)] == [0.25, 0.5, 0.75, 1.0]
 
@@ -144,7 +149,7 @@ def test_a_job_cancelled_before_its_first_step_raises_and_reports_no_step(runner
     events: list[ProgressEvent] = []
     with pytest.raises(JobCancelled):
         runner.run(spec, progress=events.append, should_cancel=lambda: True)
-    assert [e for e in events if e.stage == "encode"] == []
+    assert [e for e in events if e.stage in ("encode", "done")] == []
 
 
 def test_networks_load_once_per_runner_whatever_the_name_s_spelling(runner):
