@@ -130,8 +130,11 @@ def test_a_deep_dream_reproduces_from_its_command(photo_bytes):
 
 
 def test_deeper_dreams_make_the_network_see_things_in_grass(runner, lite0):
+    """Every seed must pass. Over seeds 0-4 the confidence rose 3.35-3.91 times: the bound of 2 sits
+    well below that spread."""
     photo = grey_photo_png("grass")
-    result = runner.run(compile_job("dream", DEEPER_OPTIONS, images=[photo], seed=0))
     before = crop_confidence(lite0, decode_image(photo).rgb, grid=2)
-    after = crop_confidence(lite0, decode_image(result.data).rgb, grid=2)
-    assert after >= 2 * before, (before, after)
+    for seed in (0, 1, 2):
+        result = runner.run(compile_job("dream", DEEPER_OPTIONS, images=[photo], seed=seed))
+        after = crop_confidence(lite0, decode_image(result.data).rgb, grid=2)
+        assert after >= 2 * before, (seed, before, after)

@@ -19,13 +19,19 @@ POST_CLASSES = ["hartebeest", "measuring cup", "ant", "starfish", "anemone fish"
 # Natural renders of all nine are measured by `make bench` (benchmarks/renders.py); the suite renders
 # three at the defaults, banana among them, the class a first phase-only trial failed on.
 NATURAL_SAMPLE = ["banana", "starfish", "parachute"]
+# Renders are chaotic loops: the classes below go round seeds 0, 1 and 2, so every seed must pass.
+# Measured on this project's 2-core CPU, the bounds sit far outside the spread of their figures:
+# vivid, all nine classes at seeds 0-2: p >= 0.99999 (the bound is 0.9); natural, the sample at
+# seeds 0-4: each p >= 0.99996 (bound 0.5), the sample's mean colourfulness 45.4-48.4 (35-75), mean
+# saturation 0.36-0.44 (0.55), blown-out share 0 (0.08).
+SEEDS = (0, 1, 2)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", POST_CLASSES)
-def test_vivid_render_is_seen_as_its_class(runner, lite0, name):
+@pytest.mark.parametrize("name, seed", [(name, SEEDS[i % len(SEEDS)]) for i, name in enumerate(POST_CLASSES)])
+def test_vivid_render_is_seen_as_its_class(runner, lite0, name, seed):
     started = time.perf_counter()
-    result = runner.run(compile_job("visualize", {"target": name, "style": "vivid"}, seed=0))
+    result = runner.run(compile_job("visualize", {"target": name, "style": "vivid"}, seed=seed))
     seconds = time.perf_counter() - started
     meta = result.metadata
     assert meta["class_name"] == name and meta["top1_name"] == name
@@ -41,8 +47,8 @@ def test_default_natural_renders_are_seen_and_look_like_photos(runner, lite0):
     """The default style (MACO's phase-only render) meets the issue's targets on a sample of the
     post's classes, and is far tamer than the vivid style, whose colours are measured beside it."""
     natural, vivid = [], []
-    for name in NATURAL_SAMPLE:
-        result = runner.run(compile_job("visualize", {"target": name}, seed=0))
+    for name, seed in zip(NATURAL_SAMPLE, SEEDS):
+        result = runner.run(compile_job("visualize", {"target": name}, seed=seed))
         assert result.metadata["style"] == "natural"
         image = decode_image(result.data).rgb
         probabilities = classify(lite0, to_tensor(image))
@@ -51,7 +57,7 @@ def test_default_natural_renders_are_seen_and_look_like_photos(runner, lite0):
               f"blown out {blown_out_share(image):.3f}, saturation {mean_saturation(image):.3f}")
         assert imagenet_classes()[top] == name and float(probabilities[top]) >= 0.5
         natural.append((colourfulness(image), blown_out_share(image), mean_saturation(image)))
-        vivid_image = decode_image(runner.run(compile_job("visualize", {"target": name, "style": "vivid", "steps": 64}, seed=0)).data).rgb
+        vivid_image = decode_image(runner.run(compile_job("visualize", {"target": name, "style": "vivid", "steps": 64}, seed=seed)).data).rgb
         vivid.append((colourfulness(vivid_image), blown_out_share(vivid_image), mean_saturation(vivid_image)))
     colour, blown, saturation = np.mean(natural, axis=0)
     assert 35 <= colour <= 75 and blown <= 0.08 and saturation <= 0.55

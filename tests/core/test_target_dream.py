@@ -36,24 +36,30 @@ DREAMS = [
     ("coffee.png", "ant"), ("coffee.png", "banana"), ("coffee.png", "dumbbell"),
 ]
 SIDE = 256  # half the default max_side: a quarter of the work
+# Every seed must pass. Over seeds 0-4 (2-core AVX-512 CPU) the nine dreams gave the class at
+# p >= 0.97, a luminance correlation of 0.86-0.98 and a mean change of 15.2-18.0 levels: the
+# bounds below sit far outside that spread, so a pass is not a lucky seed.
+SEEDS = (0, 1, 2)
 
 
 @pytest.mark.parametrize("photo, target", DREAMS)
 def test_the_class_emerges_and_the_photo_stays_recognisable(runner, lite0, photo_bytes, photo, target):
     data = photo_bytes(photo)
-    result = runner.run(compile_job("dream", {"target": target, "max_side": SIDE}, images=[data], seed=0))
-    dreamt = decode_image(result.data).rgb  # as the user gets it: 8 bits per channel
     source = fit_longest_side(decode_image(data).rgb, SIDE)
-    assert dreamt.size == source.size
     before = classify(lite0, to_tensor(source))
-    after = classify(lite0, to_tensor(dreamt))
     index = imagenet_classes().index(target)
     assert int(before.argmax()) != index  # the photo was not that class to begin with
-    assert int(after.argmax()) == index, f"{photo} toward {target}: top-1 {imagenet_classes()[int(after.argmax())]}"
-    assert result.metadata["class_name"] == target and result.metadata["top1_name"] == target
-    assert abs(result.metadata["probability"] - float(after[index])) < 1e-3
-    assert luminance_correlation(dreamt, source) >= 0.5
-    assert mean_change(dreamt, source) >= 6.0
+    for seed in SEEDS:
+        result = runner.run(compile_job("dream", {"target": target, "max_side": SIDE}, images=[data], seed=seed))
+        dreamt = decode_image(result.data).rgb  # as the user gets it: 8 bits per channel
+        assert dreamt.size == source.size
+        after = classify(lite0, to_tensor(dreamt))
+        top1 = imagenet_classes()[int(after.argmax())]
+        assert top1 == target, f"{photo} toward {target}, seed {seed}: top-1 {top1}"
+        assert result.metadata["class_name"] == target and result.metadata["top1_name"] == target
+        assert abs(result.metadata["probability"] - float(after[index])) < 1e-3
+        assert luminance_correlation(dreamt, source) >= 0.5, f"seed {seed}"
+        assert mean_change(dreamt, source) >= 6.0, f"seed {seed}"
 
 
 def _high_frequency_share(change: torch.Tensor) -> float:

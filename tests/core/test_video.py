@@ -46,14 +46,17 @@ def test_flow_coherent_dreams_flicker_half_as_much_as_frames_dreamt_alone(runner
     p = VideoParams()
     objective = build_dream_objective(lite0, p.model, "block8", (), None, runner.device)
 
-    def run(blend: float) -> list[np.ndarray]:
+    def run(blend: float, seed: int) -> list[np.ndarray]:
         coherence = CoherenceSettings(blend=blend)
-        return dream_clip(lite0, objective, inputs, fields_for(DreamSettings, p), coherence, torch.Generator().manual_seed(7))
+        return dream_clip(lite0, objective, inputs, fields_for(DreamSettings, p), coherence, torch.Generator().manual_seed(seed))
 
-    coherent, alone = run(p.blend), run(0.0)
-    ratio = warp_error(coherent, inputs) / warp_error(alone, inputs)
-    assert ratio <= 0.5, f"flow-coherent warp error is {ratio:.2f}x dreaming each frame alone"
-    assert mean_change(coherent, inputs) >= 4 / 255  # still visibly dreamt, not held still by doing nothing
+    # Every seed must pass. Over seeds 0-4 the ratio was 0.426-0.430 and the change 5.43-5.50
+    # levels: the bounds sit well outside that spread.
+    for seed in (7, 8, 9):
+        coherent, alone = run(p.blend, seed), run(0.0, seed)
+        ratio = warp_error(coherent, inputs) / warp_error(alone, inputs)
+        assert ratio <= 0.5, f"seed {seed}: flow-coherent warp error is {ratio:.2f}x dreaming each frame alone"
+        assert mean_change(coherent, inputs) >= 4 / 255, f"seed {seed}"  # still visibly dreamt, not held still by doing nothing
 
 
 def test_a_clip_keeps_its_frames_size_and_rate(runner, mp4):

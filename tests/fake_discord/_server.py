@@ -115,6 +115,7 @@ class FakeDiscord:
         self.voice_state_updates: list[Any] = []
 
         self._forced_upload_failures = 0
+        self._upload_answers: asyncio.Event | None = None  # see hold_upload_answers
         self._forced_upload_status = 413
         self._waiters: set[asyncio.Future[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -251,6 +252,13 @@ class FakeDiscord:
         whatever their size; 503: an outage)."""
         self._forced_upload_failures += times
         self._forced_upload_status = status
+
+    def hold_upload_answers(self) -> asyncio.Event:
+        """From now on a message with files is created at once (it shows in ``messages`` and
+        ``uploads``) but its HTTP answer waits until the returned event is set: a slow network
+        between Discord and the bot, whose post is in Discord before the bot knows it."""
+        self._upload_answers = asyncio.Event()
+        return self._upload_answers
 
     async def delete_channel(self, channel: dict[str, Any] | int) -> None:
         """The channel is deleted: CHANNEL_DELETE is dispatched, and REST answers 404 Unknown Channel for it."""

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import discord
@@ -26,7 +26,7 @@ from core.clip_encoding import shrink_to_fit
 from core.jobs import FILE_EXTENSIONS, ProgressEvent
 
 from ....commands import HELP, JOB_COMMANDS, CommandError, Request, job_request, parse_words, split_words, wait_text
-from ....service import Accepted, Denied
+from ....service import Accepted, Denied, JobOutcome
 from ....service.gallery import result_page_url
 from ...client import error_line, post_nonce, requester_of, upload_limit
 from .buttons import BUTTON_ID, RESULT_BUTTONS, Menus
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 _UPLOAD_MARGIN = 1024  # bytes of a multipart upload that are not the file
 _UPLOAD_TRIES = 3  # a 413 halves the limit and tries again, up to this many uploads
+# Seconds a stopping bot waits for posts under way: within a service manager's usual stop timeout (90 s).
+DELIVERY_DRAIN_SECONDS = 30.0
+T = TypeVar("T")
 # (content, file, view, nonce) -> the message; the nonce makes a repeated post return the first one
 SendResult = Callable[[str, discord.File, discord.ui.View, str], Awaitable[discord.Message]]
 
@@ -63,6 +66,7 @@ class Dreams(commands.Cog):
         self.redelivery = Redelivery(self)
         self.menus = Menus(self)
         self._tasks: set[asyncio.Task] = set()  # following jobs and the delivery sweep; cancelled on unload
+        self._deliveries: set[asyncio.Task] = set()  # posts under way; finished on unload (see `unbroken`)
 
     async def cog_load(self) -> None:
         # The slash twins of !dream, !visualize and !zoom, typed option by option from core/params.py.
@@ -80,6 +84,20 @@ class Dreams(commands.Cog):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._deliveries:  # a post under way is finished and recorded, within a bound
+            _, late = await asyncio.wait(self._deliveries, timeout=DELIVERY_DRAIN_SECONDS)
+            for task in late:
+                log.warning("stopped before a post finished; it will be posted again after a restart")
+                task.cancel()
+
+    async def unbroken(self, delivery: Awaitable[T]) -> T:
+        """Await `delivery` (posting a result and recording where it went) to its end even when the
+        caller is cancelled because the cog unloads: a result posted but not recorded would be posted
+        again by the next process's sweep."""
+        task = asyncio.ensure_future(delivery)
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+        return await asyncio.shield(task)
 
     async def cog_command_error(self, ctx: commands.Context, error: commands.CommandError) -> None:
         await ctx.send(error_line(error))
@@ -200,7 +218,12 @@ class Dreams(commands.Cog):
         if outcome.status != "done" or outcome.result is None:
             await progress.finish(f"❌ job #{job_id}: {outcome.error}")
             return
+        await self.unbroken(self._deliver(job_id, kind, outcome, post, progress))
+
+    async def _deliver(self, job_id: int, kind: str, outcome: JobOutcome, post: Post, progress: ProgressMessage) -> None:
+        """Post a finished job's result as a reply, and say on its acknowledgement how that went."""
         result = outcome.result
+        assert result is not None, "only a job with a result is delivered"
         content = await self.result_text(job_id, post.user_id, getattr(post.ack, "guild", None), outcome.command,
                                          what_came_out(kind, result.metadata))
         try:

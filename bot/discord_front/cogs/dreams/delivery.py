@@ -47,6 +47,8 @@ class _Dreams(Protocol):
 
     def follow_job(self, job_id: int, kind: str, ack: discord.Message, send: Any, limit: int, user_id: int) -> None: ...
 
+    async def unbroken(self, delivery: Any) -> Any: ...
+
     @staticmethod
     def refusal_text(error: Exception) -> str: ...
 
@@ -74,7 +76,10 @@ class Redelivery:
 
     async def deliver(self, record: JobRecord) -> None:
         """One more try at posting `record`'s result in its channel, or by DM when the channel is gone;
-        the claim `due` took on it is held until the try is over."""
+        the claim `due` took on it is held until the try is over, which a stopping bot waits for."""
+        await self.cog.unbroken(self._deliver_held(record))
+
+    async def _deliver_held(self, record: JobRecord) -> None:
         async with self.bot.service.jobs.posting.holding(record.id):
             await self._deliver(record)
 

@@ -209,3 +209,23 @@ async def test_a_post_repeated_by_another_process_is_the_same_message_thanks_to_
     assert fake.deduplicated_posts == [first.message_id], "Discord answered the repeat with the first message"
     assert len(fake.uploads) == 1, "one message carries the result"
     assert job.result_message_link.endswith(str(first.message_id))
+
+
+async def test_a_post_under_way_when_the_bot_stops_is_finished_and_recorded(world, photo):
+    """Discord has the post but has not answered yet when the bot stops: the bot waits for the
+    answer and records where the result went, or the next process would post it again."""
+    fake = world.fake
+    answers = fake.hold_upload_answers()
+    async with world.bot(delivery_retry_seconds=NO_RETRY) as bot:
+        await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "cat.png")])
+        upload = await fake.wait_for_upload()  # in Discord; its answer is held
+        following = set(bot.get_cog("Dreams")._tasks)  # what unloading cancels: following job #1, the sweep
+        stopping = asyncio.create_task(bot.remove_cog("Dreams"))
+        await fake.wait_for(lambda: all(task.done() for task in following), LIMIT, what="the following cancelled")
+        assert not stopping.done(), "the stop waits for the post under way"
+        answers.set()
+        await stopping
+    job = await world.store.jobs.get(1)
+    assert (job.status, job.delivery) == ("done", "posted")
+    assert job.result_message_link.endswith(str(upload.message_id)) and len(fake.uploads) == 1
+    assert fake.messages[0]["content"].startswith("✅ job #1 done"), "the acknowledgement says how it ended"
