@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from ..guild_settings import GuildSettings, RateLimits
-from .database import Database, async_url, create_engine
+from .database import Database, async_url
 from .deliveries import DeliveryRows
 from .gallery import ORDERS, GalleryRows, Order
 from .guilds import GuildRows
@@ -71,7 +71,7 @@ class Store:
         """
         if upgrade:
             await upgrade_async(url)
-        database = Database(create_engine(url, **engine_options))
+        database = Database.open(url, **engine_options)
         try:
             if not upgrade:
                 current, head = await current_revision(database.engine), head_revision()

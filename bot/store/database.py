@@ -9,6 +9,11 @@ race, or fail with "database is locked" on the lock upgrade. So write transactio
 switch the driver's own BEGIN off and emit ours from the `begin` event). On PostgreSQL, writers
 lock the rows they decide on with SELECT ... FOR UPDATE instead.
 
+Reads and writes draw on separate connection pools, and on SQLite one process's writers take turns
+in the event loop before taking a connection: otherwise, under load, every pooled connection sits in
+SQLite's busy wait for the one write lock and a read (`!queue`, a gallery page) waits for a free
+connection behind them, for seconds.
+
 Times in the store are epoch seconds (floats). Those that mark an event (a job created, started,
 finished; an entry featured) are the database's clock (`Database.now`), so every process writing
 them agrees on one clock whatever its own says.
@@ -16,11 +21,11 @@ them agrees on one clock whatever its own says.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
+import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from sqlalchemy import ColumnElement, Float, Table, event, insert, literal, literal_column
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -61,11 +66,21 @@ class Database:
     SQLite, so what it reads cannot change before it writes, whichever process writes next.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
+        """engine: for writes (and migrations); read_engine: the same database through a pool of its
+        own (`open` makes one), so that reads never wait for a connection behind writers."""
         self.engine = engine
-        self._read = async_sessionmaker(engine, expire_on_commit=False)
+        self._read_engine = read_engine
+        self._read = async_sessionmaker(read_engine or engine, expire_on_commit=False)
         self._write = async_sessionmaker(write_engine(engine), expire_on_commit=False)
+        # SQLite has one write lock per file: this process's writers queue here, not in the pool.
+        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self.now = database_clock(engine.dialect.name)  # a SQL expression: the database's clock
+
+    @classmethod
+    def open(cls, url: str, **engine_options: Any) -> Database:
+        """The database at `url`, with one pool for writes and one for reads."""
+        return cls(create_engine(url, **engine_options), create_engine(url, **engine_options))
 
     @property
     def dialect(self) -> str:
@@ -73,8 +88,11 @@ class Database:
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:
-        async with self._write() as session, session.begin():
-            yield session
+        async with AsyncExitStack() as turn:
+            if self._write_turn is not None:
+                await turn.enter_async_context(self._write_turn)
+            async with self._write() as session, session.begin():
+                yield session
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -83,6 +101,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._read_engine is not None:
+            await self._read_engine.dispose()
 
 
 def async_url(url: str) -> str:

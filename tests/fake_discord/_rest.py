@@ -315,8 +315,8 @@ class Rest:
         self.fake._record(self.fake.messages, message)
         if self.fake.echo_bot_events and not flags & MESSAGE_FLAG_EPHEMERAL:
             await self.fake.gateway.dispatch("MESSAGE_CREATE", world.gateway_message(message))
-        if uploads and self.fake._upload_answers is not None:
-            await self.fake._upload_answers.wait()
+        if uploads:
+            await self.fake._answer_upload()
         return message, uploads, None
 
     async def _edit_message(

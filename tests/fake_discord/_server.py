@@ -116,6 +116,7 @@ class FakeDiscord:
 
         self._forced_upload_failures = 0
         self._upload_answers: asyncio.Event | None = None  # see hold_upload_answers
+        self._held_uploads_left: int | None = None  # how many more uploads to hold; None: all
         self._forced_upload_status = 413
         self._waiters: set[asyncio.Future[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -253,12 +254,21 @@ class FakeDiscord:
         self._forced_upload_failures += times
         self._forced_upload_status = status
 
-    def hold_upload_answers(self) -> asyncio.Event:
-        """From now on a message with files is created at once (it shows in ``messages`` and
-        ``uploads``) but its HTTP answer waits until the returned event is set: a slow network
-        between Discord and the bot, whose post is in Discord before the bot knows it."""
-        self._upload_answers = asyncio.Event()
+    def hold_upload_answers(self, times: int | None = None) -> asyncio.Event:
+        """From now on a message with files (the next ``times`` such messages; None: all) is
+        created at once (it shows in ``messages`` and ``uploads``) but its HTTP answer waits until
+        the returned event is set: a slow network between Discord and the bot, whose post is in
+        Discord before the bot knows it."""
+        self._upload_answers, self._held_uploads_left = asyncio.Event(), times
         return self._upload_answers
+
+    async def _answer_upload(self) -> None:
+        """Wait, when a test holds answers to uploads (hold_upload_answers)."""
+        if self._upload_answers is None or self._held_uploads_left == 0:
+            return
+        if self._held_uploads_left is not None:
+            self._held_uploads_left -= 1
+        await self._upload_answers.wait()
 
     async def delete_channel(self, channel: dict[str, Any] | int) -> None:
         """The channel is deleted: CHANNEL_DELETE is dispatched, and REST answers 404 Unknown Channel for it."""

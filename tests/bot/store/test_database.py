@@ -3,7 +3,12 @@ test that takes a database runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from contextlib import asynccontextmanager
+
 import pytest
+from sqlalchemy import make_url, text
 from sqlalchemy.exc import OperationalError
 
 from bot.store import Database, SchemaOutdated, Store, async_url, upgrade_async
@@ -42,6 +47,51 @@ async def test_ping_answers_while_the_database_is_reachable(url, tmp_path):
             await unreachable.ping()
     finally:
         await unreachable.database.dispose()
+
+
+@asynccontextmanager
+async def write_lock_held_elsewhere(url: str):
+    """Another client holds what every write below waits for: SQLite's one write lock, or (on
+    PostgreSQL, whose writers wait on row locks) an advisory lock. Yields the statement that waits."""
+    if make_url(url).get_backend_name() == "sqlite":
+        holder = sqlite3.connect(make_url(url).database, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield "SELECT 1"  # a write transaction's BEGIN IMMEDIATE waits for the lock
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as holder:
+            await holder.execute(text("SELECT pg_advisory_lock(4242)"))
+            try:
+                yield "SELECT pg_advisory_xact_lock(4242)"
+            finally:
+                await holder.execute(text("SELECT pg_advisory_unlock(4242)"))
+    finally:
+        await engine.dispose()
+
+
+async def test_reads_are_answered_while_many_writers_wait(url):
+    """More writers than a pool holds wait for a lock another client holds; a read is answered
+    meanwhile, because reads have their own pool (and on SQLite, one process's writers wait their
+    turn in the event loop, not each in a pooled connection)."""
+    async with Store.open(url, upgrade=True) as store:
+        async def write(statement: str) -> None:
+            async with store.database.writing() as session:
+                await session.execute(text(statement))
+
+        async with write_lock_held_elsewhere(url) as waiting_statement:
+            writers = [asyncio.create_task(write(waiting_statement)) for _ in range(20)]
+            await asyncio.sleep(0.2)  # the writers take what they take: connections, or their turn
+            async with asyncio.timeout(10):
+                await store.ping()
+                assert await store.jobs.get(1) is None
+            assert not any(writer.done() for writer in writers), "the writers were still waiting"
+        async with asyncio.timeout(60):
+            await asyncio.gather(*writers)
 
 
 @pytest.mark.parametrize(("given", "used"), [

@@ -229,3 +229,38 @@ async def test_a_post_under_way_when_the_bot_stops_is_finished_and_recorded(worl
     assert (job.status, job.delivery) == ("done", "posted")
     assert job.result_message_link.endswith(str(upload.message_id)) and len(fake.uploads) == 1
     assert fake.messages[0]["content"].startswith("✅ job #1 done"), "the acknowledgement says how it ended"
+
+
+async def test_a_slow_first_post_is_not_posted_again_by_another_process_sweeping(tmp_path, executor, photo):
+    """Bot A's first post of job #1 is in Discord, its answer slow; bot B sweeps for results to post
+    all along. A keeps renewing its hold on the job while it posts, so B never tries job #1, even
+    after A's first hold would have run out (leases of 1 s here)."""
+    async with open_world(tmp_path, executor, RateLimits(user_burst=10, max_active_jobs=5), lease_seconds=1.0) as world:
+        fake, store = world.fake, world.store
+        answers = fake.hold_upload_answers(times=1)
+        # A sweeps once, when ready; B every 0.1 s, with no wait between tries.
+        async with world.bot(delivery_interval=NO_RETRY, heartbeat_seconds=0.2):
+            await fake.dispatch_message(f"!dream {SMALL}", attachments=[fake.add_attachment(photo, "cat.png")])
+            upload = await fake.wait_for_upload()  # A's post is in Discord; its answer is held
+            first_hold_ends = (await store.jobs.get(1)).lease_expires_at
+            async with world.bot(delivery_interval=0.1, delivery_retry_seconds=0.0, heartbeat_seconds=0.2) as bot_b:
+                async with asyncio.timeout(LIMIT):  # on the store's clock, the one holds run on
+                    while await database_time(store) <= first_hold_ends + 1.0:
+                        await asyncio.sleep(0.05)
+                # A result B can post: a sweep that posts it began after A's first hold ran out.
+                bait = await finished_unposted(world, photo)
+                assert (await delivery_ended(store, bait)).owner == bot_b.service.owner
+                assert (await store.jobs.get(1)).delivery == "pending", "job #1 is still A's to post"
+            answers.set()
+            job = await delivery_ended(store, 1)
+        assert fake.deduplicated_posts == [], "B never tried job #1"
+        assert [u.message_id for u in fake.uploads if u.data != photo] == [upload.message_id]
+        assert (job.delivery, job.delivery_attempts) == ("posted", 1), "posted by A's first try, the only one"
+        assert job.result_message_link.endswith(str(upload.message_id))
+
+
+async def database_time(store) -> float:
+    from sqlalchemy import select
+
+    async with store.database.reading() as session:
+        return float((await session.execute(select(store.database.now))).scalar_one())
