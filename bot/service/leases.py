@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
 from ..store import JobRecord, Store, check_heartbeat
@@ -23,6 +24,8 @@ __all__ = ["LeaseKeeper", "process_owner_id", "Owns", "Adopter"]
 log = logging.getLogger(__name__)
 
 Owns = Callable[[JobRecord], bool]  # whether a front takes this job back (its front, its shards)
+CLAIM_BATCH = 50  # orphans claimed in one transaction
+
 Adopter = Callable[[list[JobRecord]], Awaitable[None]]  # a front taking over jobs adopted from a dead process
 
 
@@ -64,17 +67,25 @@ class LeaseKeeper:
         return await self._adopt(owns)
 
     async def _adopt(self, owns: Owns) -> list[JobRecord]:
-        adopted = []
-        for orphan in await self.store.leases.orphans():
-            if self._closing or not owns(orphan):
-                continue
-            record = await self.store.leases.claim(orphan.id, self.owner)
-            if record is None:  # another process adopted it first
-                continue
-            if await self._resume(record):
-                adopted.append(record)
-            elif (ended := await self.store.jobs.get(record.id)) is not None and ended.status == "failed":
-                adopted.append(ended)  # it cannot run again: its front tells the requester why
+        """Claim the orphans `owns` takes, a batch at a time, and queue each again. Queueing hundreds
+        takes a while: the leases taken meanwhile are renewed every heartbeat, or the first ones
+        would run out before the last were queued, and another process would adopt them again."""
+        mine = [orphan.id for orphan in await self.store.leases.orphans() if owns(orphan)]
+        adopted: list[JobRecord] = []
+        renewed = time.monotonic()
+        for start in range(0, len(mine), CLAIM_BATCH):
+            if self._closing:
+                break
+            # Those another process adopted first, or that ended meanwhile, are not in the batch.
+            batch = await self.store.leases.claim_many(mine[start:start + CLAIM_BATCH], self.owner)
+            for position, record in enumerate(batch):
+                if time.monotonic() - renewed >= self.heartbeat_seconds:
+                    await self.store.leases.renew(self.owner, [*self._held(), *(r.id for r in batch[position:])])
+                    renewed = time.monotonic()
+                if await self._resume(record):
+                    adopted.append(record)
+                elif (ended := await self.store.jobs.get(record.id)) is not None and ended.status == "failed":
+                    adopted.append(ended)  # it cannot run again: its front tells the requester why
         return adopted
 
     async def _renew_forever(self) -> None:

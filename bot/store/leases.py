@@ -70,16 +70,27 @@ class LeaseRows:
     async def claim(self, job_id: int, owner: str, *, now: float | None = None) -> JobRecord | None:
         """Adopt an orphaned job for `owner`, back in the queued state; None when it is not orphaned
         (another process adopted it first, or it ended). Returns it with its inputs, to run again."""
+        claimed = await self.claim_many([job_id], owner, now=now)
+        return claimed[0] if claimed else None
+
+    async def claim_many(self, job_ids: Iterable[int], owner: str, *, now: float | None = None) -> list[JobRecord]:
+        """`claim` for several jobs in one transaction (a dead process may leave hundreds): those
+        still orphaned, oldest first, with their inputs; the others are skipped."""
+        ids = sorted(set(job_ids))
+        if not ids:
+            return []
         clock = self._now(now)
         async with self.db.writing() as session:
-            query = update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES), _orphaned(clock))
-            claimed = await session.execute(
-                query.values(owner=owner, lease_expires_at=clock + self.lease_seconds, status="queued", started_at=None))
-            if claimed.rowcount != 1:
-                return None
-            job = await session.get(Job, job_id)
-            assert job is not None, "a job just updated exists"
-            return job_record(job, inputs=True)
+            orphaned = (Job.id.in_(ids), Job.status.in_(ACTIVE_STATUSES), _orphaned(clock))
+            # Locked as they are read (PostgreSQL; SQLite's write transaction holds the whole file),
+            # so of processes claiming at once, one takes each job.
+            taken = list((await session.scalars(select(Job.id).where(*orphaned).with_for_update())).all())
+            if not taken:
+                return []
+            await session.execute(update(Job).where(Job.id.in_(taken)).values(
+                owner=owner, lease_expires_at=clock + self.lease_seconds, status="queued", started_at=None))
+            jobs = await session.scalars(select(Job).where(Job.id.in_(taken)).order_by(Job.id))
+            return [job_record(job, inputs=True) for job in jobs]
 
     def _now(self, now: float | None) -> ColumnElement[float]:
         """The database's clock, or a test's fixed time."""

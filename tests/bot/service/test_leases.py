@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 from alembic import command
+from sqlalchemy import update
 
 from bot.commands import Request
 from bot.executor import LocalProcessExecutor
@@ -17,6 +18,7 @@ from bot.results import LocalResults
 from bot.service import Accepted, Requester, Service
 from bot.store import RateLimits, Store, upgrade_async
 from bot.store.migrate import alembic_config
+from bot.store.models import Job
 from tests.bot.fake_runners import fake_compile, fake_describe, fake_restore, fake_spec
 from tests.bot.rows import add_job
 from tests.bot.waiting import LIMIT, until
@@ -77,8 +79,8 @@ class _Process:
     """One bot process: its own store connection, workers and service, all on the shared database.
     `async with` gives itself, with `.store`, `.executor` and `.service` open."""
 
-    def __init__(self, url: str, results, *, lease: float = LEASE, heartbeat: float = 10.0):
-        self.url, self.results, self.lease, self.heartbeat = url, results, lease, heartbeat
+    def __init__(self, url: str, results, *, lease: float = LEASE, heartbeat: float = 10.0, restore=fake_restore):
+        self.url, self.results, self.lease, self.heartbeat, self.restore = url, results, lease, heartbeat, restore
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> _Process:
@@ -89,7 +91,7 @@ class _Process:
             LocalProcessExecutor(workers=1, runner_factory=FAKE, cancel_grace=1.0, shutdown_timeout=2.0))
         self.service = await stack.enter_async_context(Service.open(
             store=self.store, executor=self.executor, results=LocalResults(self.results), compile=fake_compile,
-            restore=fake_restore, describe=fake_describe, heartbeat_seconds=self.heartbeat))
+            restore=self.restore, describe=fake_describe, heartbeat_seconds=self.heartbeat))
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -126,6 +128,34 @@ async def test_a_dead_processs_jobs_are_adopted_once_its_lease_runs_out(url, tmp
         outcome = await asyncio.wait_for(survivor.service.jobs.follow(dead), LIMIT)
         assert outcome.status == "done"
         assert (await survivor.store.jobs.get(dead)).owner == survivor.service.owner
+
+
+def slow_restore(*args, **kwargs):
+    """fake_restore taking 10 ms a job, so queueing 200 adopted jobs again outlasts a 1 s lease."""
+    time.sleep(0.01)
+    return fake_restore(*args, **kwargs)
+
+
+async def test_jobs_adopted_by_the_hundred_keep_their_leases_while_the_rest_are_queued(url, tmp_path):
+    """A dead process left 200 jobs. The heartbeat that adopts them queues them one by one for over
+    a lease's length; the leases taken first are renewed meanwhile, so when the last is queued none
+    has run out (or another process would adopt it again and it would run twice)."""
+    handed_over: list[list[int]] = []
+
+    async def on_adopted(records):
+        handed_over.append([r.id for r in records])
+
+    async with _Process(url, tmp_path / "b", lease=1.0, heartbeat=0.2, restore=slow_restore) as survivor:
+        left = [await add_job(survivor.store, fake_spec("zoom", steps=200, sleep=0.05), user_id="alice", guild_id="g1",
+                              channel_id="c1", owner="dead", now=time.time() + 3600) for _ in range(200)]
+        assert await survivor.service.leases.recover(on_adopted=on_adopted) == [], "the dead process's leases have not run out yet"
+        async with survivor.store.database.writing() as session:  # now they all run out at once
+            await session.execute(update(Job).where(Job.owner == "dead").values(lease_expires_at=0.0))
+        await until(lambda: handed_over, "the heartbeat to adopt the orphans once their leases ran out")
+        orphaned = {job.id for job in await survivor.store.leases.orphans()}
+        assert handed_over == [left] and orphaned == set(), f"{len(orphaned)} adopted jobs lost their lease meanwhile"
+        holders = {(await survivor.store.jobs.get(job)).owner for job in left}
+        assert holders == {survivor.service.owner}
 
 
 async def test_a_process_that_lost_its_lease_stops_and_does_not_finish_the_job(url, tmp_path):

@@ -64,6 +64,27 @@ async def test_renewal_keeps_a_job_and_reports_the_ones_no_longer_held(store):
     assert await store.leases.renew("A", []) == set()
 
 
+async def test_orphans_claimed_by_the_batch_from_two_processes_at_once_are_each_adopted_once(url):
+    async with Store.open(url, upgrade=True, lease_seconds=LEASE, limits=NO_LIMITS) as a, \
+            Store.open(url, lease_seconds=LEASE, limits=NO_LIMITS) as b:
+        jobs = [await new_job(a, fake_spec(image=f"photo {i}".encode()), ALICE, owner="dead") for i in range(60)]
+        still_held = jobs[7]
+        later = time.time() + LEASE + 1
+        assert await a.leases.renew("dead", [still_held], now=later) == {still_held}  # not an orphan at `later`
+        # Ten claimers on two connections, each taking overlapping batches of 25 (one job twice, one unknown id).
+        batches = [[*jobs[start:start + 25], jobs[start], 10_000] for start in range(0, 60, 6)]
+        claims = await asyncio.gather(*((a, b)[i % 2].leases.claim_many(batch, f"P{i}", now=later)
+                                        for i, batch in enumerate(batches)))
+        adopted = [record for claim in claims for record in claim]
+        assert sorted(r.id for r in adopted) == [job for job in jobs if job != still_held], "each orphan adopted once"
+        for i, claim in enumerate(claims):
+            assert [r.id for r in claim] == sorted(r.id for r in claim) and {r.owner for r in claim} <= {f"P{i}"}
+        assert all(r.status == "queued" and r.image == f"photo {jobs.index(r.id)}".encode() for r in adopted), \
+            "returned as queued again, with their inputs"
+        assert await a.leases.claim_many(jobs, "late", now=later) == [], "then held, by their new owners"
+        assert await a.leases.claim_many([], "nobody") == []
+
+
 async def test_an_expired_job_is_adopted_once_and_only_its_new_owner_can_finish_it(store):
     job_id = await new_job(store, fake_spec(image=b"photo"), ALICE, owner="A")
     assert await store.jobs.mark_running(job_id, owner="A")
