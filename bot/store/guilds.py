@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -57,8 +56,9 @@ class GuildRows:
     async def quota(self, user_id: str, guild_id: str | None = None, *, roles: Iterable[str] = (),
                     now: float | None = None) -> Quota:
         """What the user could start right now, without consuming anything."""
-        now = time.time() if now is None else now
         async with self.db.reading() as session:
+            if now is None:  # the database's clock, which admission's buckets run on too
+                now = float((await session.execute(select(self.db.now))).scalar_one())
             settings = guild_settings_from_row(guild_id, await session.get(GuildSettingsRow, guild_id)) if guild_id else None
             limits = effective_limits(settings, self.limits)
             exempt = is_exempt(settings, roles)

@@ -4,6 +4,7 @@ test runs on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -59,6 +60,19 @@ async def test_limits_of_a_server_are_the_bots_with_its_overrides(url):
         settings = await store.guilds.change("g1", user_burst=0, guild_jobs_per_hour=100, prefix="?")
         assert store.guilds.limits_of(settings) == RateLimits(user_burst=0, user_refill_seconds=30,
                                                               guild_jobs_per_hour=100, max_active_jobs=2)
+
+
+@pytest.mark.parametrize("skew", [3600.0, -3600.0])
+async def test_quota_runs_on_the_database_clock_as_admission_does(url, monkeypatch, skew):
+    """A process whose own clock is an hour off still reports what admission would decide."""
+    limits = RateLimits(user_burst=1, user_refill_seconds=60, guild_jobs_per_hour=0, max_active_jobs=5)
+    async with Store.open(url, upgrade=True, limits=limits) as store:
+        assert (await admit(store, Asker("q", "g1"))).allowed  # the burst is spent, on the database's clock
+        true_time = time.time
+        monkeypatch.setattr(time, "time", lambda: true_time() + skew)
+        quota = await store.guilds.quota("q", "g1")
+        assert quota.user_available == 0 and 0 < quota.user_next_in <= 60, quota
+        assert not (await admit(store, Asker("q", "g1"))).allowed, "and admission agrees"
 
 
 async def test_quota_reports_without_consuming(url):
