@@ -251,7 +251,7 @@ class JobService:
 
         It is priced again and held to its server's time cap as it stands now (the server may have
         lowered it, the workers may have slowed): over it, it fails with the line a new request
-        would get. Exempt roles are not kept with a job, so the cap is the one for other members."""
+        would get; a job its asker's exempt role let past the server's cap keeps the bot's own."""
         if record.kind in ("dream", "video") and record.image is None:
             await self.store.jobs.fail(record.id, "its input was lost in a restart; please send it again", owner=self.owner)
             return False
@@ -263,7 +263,7 @@ class JobService:
             return False
         predicted = self.executor.predict(spec)
         settings = await self.store.guilds.get(record.guild_id) if record.guild_id is not None else None
-        cap = time_cap(settings, self.max_job_seconds, exempt=False)
+        cap = time_cap(settings, self.max_job_seconds, exempt=record.exempt)
         if predicted > cap:
             refused = self._refuse("over_time_cap", refusal_words(Admission(False, refusal="over_time_cap", limit=cap),
                                                                    spec, predicted))

@@ -78,18 +78,18 @@ class JobRows:
                 refused = await _take_tokens(session, asker, effective_limits(settings, self.limits), now)
                 if refused is not None:
                     return refused
-            job_id = await self._insert(session, spec, asker, owner, command, now)
+            job_id = await self._insert(session, spec, asker, owner, command, now, exempt)
             return Admission(True, job_id=job_id, limit=cap)
 
     async def _insert(self, session: AsyncSession, spec: JobSpec, asker: Asker, owner: str | None, command: str | None,
-                      now: float) -> int:
+                      now: float, exempt: bool) -> int:
         assert spec.kind in JOB_KINDS, f"unknown job kind {spec.kind!r}; compile specs with core.spec.compile_job"
         await insert_ignore(session, User.__table__, {"id": asker.user_id, "created_at": self.db.now})
         job = Job(
             user_id=asker.user_id, guild_id=asker.guild_id, channel_id=asker.channel_id, kind=spec.kind,
             params=as_dict(spec.params), seed=spec.seed, image=spec.image, guide=spec.guide, status="queued",
             created_at=self.db.now, owner=owner, lease_expires_at=now + self.lease_seconds if owner is not None else None,
-            reply_to=asker.reply_to, front=asker.front, command=command,
+            reply_to=asker.reply_to, front=asker.front, command=command, exempt=exempt,
         )
         session.add(job)
         await session.flush()
@@ -312,7 +312,7 @@ RECORD_COLUMNS = [getattr(Job, name) for name in (
     "id", "user_id", "guild_id", "channel_id", "kind", "params", "seed", "status", "error", "created_at", "started_at",
     "finished_at", "timings", "result_location", "result_message_link", "owner", "lease_expires_at", "delivery",
     "delivery_attempts", "delivery_tried_at", "delivery_error", "reply_to", "front", "command", "result_type",
-    "result_removed",
+    "result_removed", "exempt",
 )]
 
 

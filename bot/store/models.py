@@ -141,6 +141,8 @@ class Job(Base):
     # Added in 0010: why its result file is gone (RESULT_REMOVALS), and when that was recorded.
     result_removed: Mapped[str | None] = mapped_column(String(16))
     result_removed_at: Mapped[float | None] = mapped_column(Float)
+    # Added in 0011: whether the member who asked had one of the server's exempt roles then.
+    exempt: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
 
 
 class GalleryEntry(Base):

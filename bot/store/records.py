@@ -69,6 +69,7 @@ class JobRecord:
     command: str | None = None  # the command that makes the same result, without the prefix: "dream layer:deep seed:7"
     result_type: str | None = None  # the result's media type ("image/png", "video/mp4")
     result_removed: str | None = None  # why its result file is gone: "expired" or "missing" (None: kept)
+    exempt: bool = False  # the asker had one of the server's exempt roles (the bot's own time cap applies)
     # Inputs are loaded by the methods that say so; listings leave them None.
     image: bytes | None = field(default=None, repr=False)
     guide: bytes | None = field(default=None, repr=False)

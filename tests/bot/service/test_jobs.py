@@ -14,7 +14,7 @@ from bot.commands import Request, parse_command
 from bot.executor import LocalProcessExecutor
 from bot.results import LocalResults
 from bot.service import Accepted, Denied, Requester, Service
-from bot.store import RateLimits, Store
+from bot.store import Asker, RateLimits, Store
 from core.jobs import JobSpec
 from core.params import validate_params
 from core.spec import compile_job
@@ -275,3 +275,19 @@ async def test_a_recovered_job_over_its_servers_cap_as_it_is_now_fails_with_the_
     assert recovered[0].error == new_request.reason and "over the 1 s limit" in new_request.reason
     assert real_service.jobs.held() == [under], "the job over the cap is not queued"
     assert (await asyncio.wait_for(real_service.jobs.follow(under), LIMIT)).status == "done"
+
+
+async def test_a_recovered_job_an_exempt_role_let_past_the_servers_cap_keeps_the_bots_cap(real_service, store):
+    medium = parse_command("!zoom frames:12 size:256")  # seconds on a CPU: over 1 s, under the bot's 2 min
+    spec = compile_job(medium.name, medium.params, seed=medium.seed)
+    await real_service.guilds.change("g1", max_job_seconds=1, exempt_role_ids=["vip"])
+    # Admitted to a moderator, and to a member, by a process that died before running them.
+    asked = [await store.jobs.admit(spec, Asker(user, "g1", "c1", roles=roles), predicted=5.0,
+                                    max_seconds=real_service.max_job_seconds)
+             for user, roles in (("mod", ("vip",)), ("alice", ()))]
+    assert [a.allowed for a in asked] == [True, False], "the member's job was over the cap when asked"
+    moderators = asked[0].job_id
+    assert (await store.jobs.get(moderators)).exempt
+    recovered = await real_service.leases.recover()
+    assert [(r.id, r.status) for r in recovered] == [(moderators, "queued")], "held to the bot's own cap, as when asked"
+    assert (await asyncio.wait_for(real_service.jobs.follow(moderators), LIMIT)).status == "done"
