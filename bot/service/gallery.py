@@ -25,7 +25,7 @@ too, so the Discord front links to the same pages the web front serves.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,7 @@ class PublicResult:
     message_link: str  # the result's message on Discord (readable by the server's members only)
     author_id: str | None  # the Discord user who asked; None unless the server shows names
     expired: bool = False  # its file was deleted after RESULT_RETENTION_DAYS: shown as expired, no file to serve
+    size: tuple[int, int] | None = None  # width and height in pixels; read for a result's own page only
 
     @property
     def is_video(self) -> bool:
@@ -161,10 +162,13 @@ class PublicGallery:
         if found is None:
             return None
         result, location = found
-        if not result.expired and await asyncio.to_thread(self._results.path, location) is None:
+        if result.expired:
+            return result
+        path = await asyncio.to_thread(self._results.path, location)
+        if path is None:
             await self._store.retention.missing(job_id)  # gone by hand: no page with a broken image
             return None
-        return result
+        return replace(result, size=await asyncio.to_thread(media_size, path, result.mime_type))
 
     async def result_file(self, job_id: int) -> ResultFile | None:
         """The file of a published result; None when the result is not public or its file is gone."""
@@ -205,6 +209,27 @@ class PublicGallery:
             author_id=item.user_id if settings.public_names else None,
             expired=item.result_removed == "expired",
         )
+
+
+def media_size(path: Path, mime_type: str) -> tuple[int, int] | None:
+    """A result file's width and height, from its header (a still or an animation) or its first
+    video stream; None when the file cannot say (the page is shown without sizes, not refused)."""
+    if mime_type.startswith("video/"):
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                context = container.streams.video[0].codec_context
+                return context.width, context.height
+        except (av.FFmpegError, OSError, IndexError):
+            return None
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:  # the header only: no pixels are decoded
+            return image.size
+    except (OSError, ValueError):  # PIL.UnidentifiedImageError is an OSError
+        return None
 
 
 _REREADS = 3  # a page read again after recording files found gone; more only under a storm of deletions

@@ -54,15 +54,17 @@ class Monitor(Protocol):
 
 def make_app(gallery: PublicGallery, monitor: Monitor, *, limit: ClientLimit = ClientLimit(),
              connections: ConnectionLimits = ConnectionLimits(), trusted_proxies: Sequence[Network] = (),
-             metrics_allow: Sequence[Network] = LOOPBACK) -> web.Application:
+             metrics_allow: Sequence[Network] = LOOPBACK, public_url: str | None = None) -> web.Application:
     """The web gallery over `gallery` (what may be shown) and `monitor` (metrics and health).
 
     limit: requests per client address (burst, refill, how many addresses are tracked).
     connections: caps and timeouts for the site that serves the app (`serving`).
     trusted_proxies: peers whose X-Forwarded-For names the client (`clients`).
     metrics_allow: the client addresses that may read /metrics.
+    public_url: the gallery's address as others reach it (PUBLIC_URL): a result page's Open Graph
+    and Twitter-card tags need absolute URLs, so without it they name no picture.
     """
-    pages = _Pages(gallery, monitor, _templates(), metrics_allow=metrics_allow)
+    pages = _Pages(gallery, monitor, _templates(public_url), metrics_allow=metrics_allow)
     clients = ClientAddresses(trusted_proxies)
     guard = ConnectionGuard(connections, is_proxy=clients.is_proxy)
     # Outermost first: every error, a refusal by the limit included, becomes a page or JSON; the
@@ -86,7 +88,7 @@ def make_app(gallery: PublicGallery, monitor: Monitor, *, limit: ClientLimit = C
     return app
 
 
-def _templates() -> jinja2.Environment:
+def _templates(public_url: str | None = None) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("bot.web", "templates"),
         autoescape=True,  # every value from the store is text to show, never markup
@@ -99,6 +101,7 @@ def _templates() -> jinja2.Environment:
         gallery_url=_gallery_url,
         result_url=lambda job_id: RESULT_PATH.format(job_id=job_id),
         file_url=lambda job_id: RESULT_FILE_PATH.format(job_id=job_id),
+        public_url=public_url,
     )
     env.filters["when"] = lambda moment: moment.strftime("%Y-%m-%d %H:%M UTC")
     return env

@@ -53,7 +53,8 @@ def gallery_app(gallery: PublicGallery, monitor: Monitor, settings: Settings) ->
     connections = ConnectionLimits(header_timeout=settings.web_header_timeout, max_connections=settings.web_max_connections,
                                    max_per_client=settings.web_max_connections_per_client)
     return make_app(gallery, monitor, limit=ClientLimit(), connections=connections,
-                    trusted_proxies=settings.trusted_proxies, metrics_allow=settings.metrics_allow)
+                    trusted_proxies=settings.trusted_proxies, metrics_allow=settings.metrics_allow,
+                    public_url=settings.public_url)
 
 
 async def run_web(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:

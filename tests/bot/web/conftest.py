@@ -101,11 +101,12 @@ async def published(tmp_path, photo_bytes):
 
 @pytest.fixture
 async def make_client(published):
-    """Makes test clients of web apps over `published`; `limit` sets an app's per-client rate limit."""
+    """Makes test clients of web apps over `published`; `limit` sets an app's per-client rate limit,
+    other keyword arguments go to `make_app`."""
     clients: list[TestClient] = []
 
-    async def make(limit: ClientLimit = GENEROUS) -> TestClient:
-        client = TestClient(TestServer(make_app(published.gallery, Metrics(published.store), limit=limit)))
+    async def make(limit: ClientLimit = GENEROUS, **options) -> TestClient:
+        client = TestClient(TestServer(make_app(published.gallery, Metrics(published.store), limit=limit, **options)))
         await client.start_server()
         clients.append(client)
         return client
