@@ -1,8 +1,10 @@
 """Where finished jobs' results are kept: one place every process reads and writes them through.
 
 A result is stored under its job's name (`job-12.png`); the job row keeps that location and the
-media type. `LocalResults` keeps them in a folder (RESULTS_DIR), written whole or not at all. The
-retention sweep (bot/service/retention.py) removes them; the store records that they expired.
+media type. Beside it the store may keep the result's thumbnail (`job-12.thumb.webp`), found by the
+result's location and removed with it. `LocalResults` keeps them in a folder (RESULTS_DIR), written
+whole or not at all. The retention sweep (bot/service/retention.py) removes them; the store records
+that they expired.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ from typing import Protocol
 
 from core.jobs import FILE_EXTENSIONS
 
-__all__ = ["ResultStore", "LocalResults", "result_name"]
+__all__ = ["ResultStore", "LocalResults", "result_name", "thumbnail_name"]
+
+_THUMBNAIL_SUFFIX = ".thumb.webp"
 
 
 def result_name(job_id: int, media_type: str) -> str:
     """A result's name in any store: the job's, with the extension of its type."""
     return f"job-{job_id}.{FILE_EXTENSIONS[media_type]}"
+
+
+def thumbnail_name(location: str) -> str:
+    """The name of the thumbnail kept beside the result at `location`."""
+    return PurePath(location).stem + _THUMBNAIL_SUFFIX
 
 
 class ResultStore(Protocol):
@@ -45,11 +54,19 @@ class ResultStore(Protocol):
         ...
 
     def remove(self, location: str) -> int | None:
-        """Delete a result; the bytes freed, or None when it was already gone."""
+        """Delete a result, and its thumbnail; the bytes freed, or None when the result was already gone."""
         ...
 
     def usage(self) -> tuple[int, int]:
-        """(results kept, their bytes), counted now."""
+        """(results kept, their bytes with their thumbnails'), counted now."""
+        ...
+
+    async def save_thumbnail(self, location: str, data: bytes) -> None:
+        """Keep the thumbnail (WebP) of the result at `location`."""
+        ...
+
+    def thumbnail_path(self, location: str) -> Path | None:
+        """The file holding the thumbnail of the result at `location`; None when there is none (yet)."""
         ...
 
 
@@ -101,7 +118,13 @@ class LocalResults:
             return None
 
     def remove(self, location: str) -> int | None:
-        path = self.path(location)
+        freed = self._unlink(self.path(location))
+        if freed is not None:
+            freed += self._unlink(self.thumbnail_path(location)) or 0
+        return freed
+
+    @staticmethod
+    def _unlink(path: Path | None) -> int | None:
         if path is None:
             return None
         try:
@@ -120,5 +143,11 @@ class LocalResults:
                 total += entry.stat(follow_symlinks=False).st_size
             except FileNotFoundError:
                 continue
-            files += 1
+            files += not entry.name.endswith(_THUMBNAIL_SUFFIX)
         return files, total
+
+    async def save_thumbnail(self, location: str, data: bytes) -> None:
+        await asyncio.to_thread(self._write, thumbnail_name(location), data)
+
+    def thumbnail_path(self, location: str) -> Path | None:
+        return self.path(thumbnail_name(location))

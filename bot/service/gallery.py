@@ -25,6 +25,7 @@ too, so the Discord front links to the same pages the web front serves.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,13 +37,17 @@ from .jobs import Denied
 
 __all__ = [
     "Gallery", "GalleryPage", "Order", "ORDERS", "PublicGallery", "PublicResult", "ResultFile",
-    "GALLERY_PATH", "RESULT_PATH", "RESULT_FILE_PATH", "gallery_page_url", "result_page_url", "servable",
+    "GALLERY_PATH", "RESULT_PATH", "RESULT_FILE_PATH", "RESULT_THUMBNAIL_PATH", "gallery_page_url", "result_page_url",
+    "servable",
 ]
+
+log = logging.getLogger(__name__)
 
 # Where each thing lives on the web gallery, relative to PUBLIC_URL.
 GALLERY_PATH = "/servers/{guild_id}"
 RESULT_PATH = "/results/{job_id}"
 RESULT_FILE_PATH = "/results/{job_id}/file"
+RESULT_THUMBNAIL_PATH = "/results/{job_id}/thumbnail"
 
 
 class Gallery:
@@ -181,6 +186,31 @@ class PublicGallery:
         # The result store finds it by the name the job recorded: no other file is reachable.
         path = await asyncio.to_thread(self._results.path, location)
         return ResultFile(path, result.mime_type) if path is not None else None
+
+    async def thumbnail_file(self, job_id: int) -> ResultFile | None:
+        """The thumbnail of a published result (bot/thumbnails.py), made and kept on first asking;
+        None when the result is not public, its file is gone, or no thumbnail can be made of it."""
+        import av  # the web front's: not loaded by the bot's walk of a job
+
+        from ..thumbnails import THUMBNAIL_TYPE, make_thumbnail
+
+        found = await self._published(job_id)
+        if found is None or found[0].expired:
+            return None
+        result, location = found
+        path = await asyncio.to_thread(self._results.thumbnail_path, location)
+        if path is None:
+            data = await self._results.read(location)
+            if data is None:
+                return None
+            try:
+                thumbnail = await asyncio.to_thread(make_thumbnail, data, result.mime_type)
+            except (OSError, ValueError, av.FFmpegError) as exc:  # a file that is not what its type says
+                log.warning("no thumbnail of result %s: %s", job_id, exc)
+                return None
+            await self._results.save_thumbnail(location, thumbnail)
+            path = await asyncio.to_thread(self._results.thumbnail_path, location)
+        return ResultFile(path, THUMBNAIL_TYPE) if path is not None else None
 
     async def _published(self, job_id: int) -> tuple[PublicResult, str] | None:
         if not 1 <= job_id <= MAX_ID:

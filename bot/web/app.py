@@ -21,10 +21,12 @@ from ..service.gallery import (
     ORDERS,
     RESULT_FILE_PATH,
     RESULT_PATH,
+    RESULT_THUMBNAIL_PATH,
     GalleryPage,
     Order,
     PublicGallery,
     PublicResult,
+    ResultFile,
 )
 from .clients import LOOPBACK, ClientAddresses, Network, client_address, parse_address, within
 from .connections import ConnectionGuard, ConnectionLimits
@@ -78,6 +80,7 @@ def make_app(gallery: PublicGallery, monitor: Monitor, *, limit: ClientLimit = C
         web.get(GALLERY_PATH.format(guild_id=_GUILD), pages.gallery),
         web.get(RESULT_PATH.format(job_id=_JOB), pages.result),
         web.get(RESULT_FILE_PATH.format(job_id=_JOB), pages.result_file),
+        web.get(RESULT_THUMBNAIL_PATH.format(job_id=_JOB), pages.thumbnail),
         web.get("/api" + GALLERY_PATH.format(guild_id=_GUILD), pages.gallery_json),
         web.get("/api" + RESULT_PATH.format(job_id=_JOB), pages.result_json),
         web.get(STYLESHEET_PATH, pages.stylesheet),
@@ -101,6 +104,7 @@ def _templates(public_url: str | None = None) -> jinja2.Environment:
         gallery_url=_gallery_url,
         result_url=lambda job_id: RESULT_PATH.format(job_id=job_id),
         file_url=lambda job_id: RESULT_FILE_PATH.format(job_id=job_id),
+        thumbnail_url=lambda job_id: RESULT_THUMBNAIL_PATH.format(job_id=job_id),
         public_url=public_url,
     )
     env.filters["when"] = lambda moment: moment.strftime("%Y-%m-%d %H:%M UTC")
@@ -142,7 +146,13 @@ class _Pages:
         return self.render("result.html", result=await self._result(request))
 
     async def result_file(self, request: web.Request) -> web.FileResponse:
-        found = await self.published.result_file(_job_id(request))
+        return self._file(await self.published.result_file(_job_id(request)))
+
+    async def thumbnail(self, request: web.Request) -> web.FileResponse:
+        return self._file(await self.published.thumbnail_file(_job_id(request)))
+
+    @staticmethod
+    def _file(found: ResultFile | None) -> web.FileResponse:
         if found is None:
             raise web.HTTPNotFound()
         # The type the result was made as, not a guess from the name; ETag and Last-Modified come
@@ -238,6 +248,7 @@ def _as_json(result: PublicResult) -> dict[str, Any]:
         "page": RESULT_PATH.format(job_id=result.job_id),
         "expired": result.expired,  # its file was deleted after the retention period: no file to fetch
         "file": None if result.expired else RESULT_FILE_PATH.format(job_id=result.job_id),
+        "thumbnail": None if result.expired else RESULT_THUMBNAIL_PATH.format(job_id=result.job_id),
     }
 
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from bot.results import LocalResults, result_name
+from bot.results import LocalResults, result_name, thumbnail_name
 from core.jobs import FILE_EXTENSIONS
 
 
@@ -90,3 +90,15 @@ async def test_a_result_is_removed_once_with_its_size_and_usage_counts_only_resu
     assert results.remove(gone) == 3
     assert results.remove(gone) is None and results.size(gone) is None, "already gone: nothing freed twice"
     assert results.remove("../outside.png") is None and (tmp_path / "outside.png").exists() and results.usage() == (1, 5)
+
+
+async def test_a_thumbnail_is_kept_beside_its_result_and_removed_with_it(tmp_path):
+    results = LocalResults(tmp_path)
+    location = await results.save(5, b"a" * 1000, "image/png")
+    assert results.thumbnail_path(location) is None, "none until one is made"
+    await results.save_thumbnail(location, b"t" * 100)
+    assert results.thumbnail_path(location) == tmp_path / "job-5.thumb.webp" == tmp_path / thumbnail_name(location)
+    assert results.usage() == (1, 1100), "one result, its bytes with its thumbnail's"
+    assert results.remove(location) == 1100 and results.thumbnail_path(location) is None
+    assert results.remove(location) is None and results.usage() == (0, 0)
+    assert results.thumbnail_path("../job-5.png") is None

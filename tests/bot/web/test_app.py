@@ -287,10 +287,12 @@ async def test_the_json_api_gives_a_gallery_and_a_result(client, published):
         "page": f"/results/{jobs['banana']}",
         "expired": False,
         "file": f"/results/{jobs['banana']}/file",
+        "thumbnail": f"/results/{jobs['banana']}/thumbnail",
     }
     assert result["params"]["target"] == "banana" and result["params"]["size"] == 64
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00", result["posted_at"])
     assert (await client.get(result["file"])).status == 200
+    assert (await client.get(result["thumbnail"])).headers["Content-Type"] == "image/webp"
 
 
 async def test_a_gallery_is_paged(make_client, published):
@@ -343,7 +345,7 @@ async def test_a_video_result_is_shown_in_a_video_element_and_served_as_mp4(clie
     assert page.status == 200 and f'<video id="result" src="/results/{job}/file"' in html
     assert "a video (video/mp4)" in html and "media-src 'self'" in page.headers["Content-Security-Policy"]
     gallery = await (await client.get(f"/servers/{PUBLIC}")).text()
-    assert f'<video src="/results/{job}/file" muted loop' in gallery, "the newest result's card plays the clip"
+    assert f'<img src="/results/{job}/thumbnail"' in gallery and "▶ video" in gallery, "a card shows a still of the clip"
     file = await client.get(f"/results/{job}/file")
     assert file.status == 200 and file.headers["Content-Type"] == "video/mp4" and await file.read() == clip
 
@@ -362,7 +364,7 @@ async def test_a_zoom_as_mp4_plays_in_a_video_element_and_as_webp_in_an_image(cl
     assert f'<{element} id="result" src="/results/{job}/file"' in html and what in html
     assert f"format:{fmt}" in html  # the command that makes it again
     gallery = await (await client.get(f"/servers/{PUBLIC}")).text()
-    assert f'<{element} src="/results/{job}/file"' in gallery
+    assert f'<img src="/results/{job}/thumbnail"' in gallery and "▶ " in gallery
     file = await client.get(f"/results/{job}/file")
     assert file.headers["Content-Type"] == mime and await file.read() == data
 
@@ -383,7 +385,7 @@ async def test_an_expired_result_shows_as_expired_and_one_deleted_by_hand_is_not
 
     html = await text_of(await client.get(f"/servers/{PUBLIC}"))
     assert shown_results(html) == [jobs["zoom"], jobs["dream"]], "the file deleted by hand is not listed"
-    assert re.findall(r'src="/results/(\d+)/file"', html) == [str(jobs["dream"])], "no image points at a deleted file"
+    assert re.findall(r'src="/results/(\d+)/thumbnail"', html) == [str(jobs["dream"])], "no image points at a deleted file"
     assert '<span class="expired">expired</span>' in html
     page = await text_of(await client.get(f"/results/{jobs['zoom']}"))
     assert 'class="expired">expired' in page and "/file" not in page and "?zoom" in page, "expired, with its command"

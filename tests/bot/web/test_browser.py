@@ -8,10 +8,12 @@ missing (scripts/ensure-chromium.sh).
 from __future__ import annotations
 
 import asyncio
+import io
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -45,12 +47,10 @@ class Seen:
     screenshots: tuple[Path, Path]
 
 
-def browse(base: str, dream_id: int, zoom_id: int, folder: Path) -> Seen:
-    """Open the public gallery, follow the dream's card, look at its page; then the zoom and a private gallery."""
+def _chromium(folder: Path):
+    """A headless Chromium through chromedriver, its console log kept; the caller quits it."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = _program("chromium")
@@ -59,7 +59,15 @@ def browse(base: str, dream_id: int, zoom_id: int, folder: Path) -> Seen:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(executable_path=_program("chromedriver"), log_output=str(folder / "chromedriver.log"))
-    driver = webdriver.Chrome(options=options, service=service)  # explicit paths: Selenium Manager stays idle
+    return webdriver.Chrome(options=options, service=service)  # explicit paths: Selenium Manager stays idle
+
+
+def browse(base: str, dream_id: int, zoom_id: int, folder: Path) -> Seen:
+    """Open the public gallery, follow the dream's card, look at its page; then the zoom and a private gallery."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chromium(folder)
     try:
         driver.set_page_load_timeout(60)
         wait = WebDriverWait(driver, 30)
@@ -119,3 +127,46 @@ async def test_a_visitor_opens_a_public_gallery_follows_a_result_and_sees_it(pub
             assert screenshot.size[0] >= 1000, "the window's width"
             colours = screenshot.convert("RGB").getcolors(maxcolors=1 << 16)
             assert colours is None or len(colours) > 100, "the screenshot shows the photo, not a blank page"
+
+
+def image_bytes_of_a_gallery_page(url: str, folder: Path) -> tuple[int, int, list[str]]:
+    """Open `url`, scroll to its end so every lazy card loads, wait for all of them; returns how many
+    images loaded, the bytes they took on the wire (Resource Timing), and the console's errors."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chromium(folder)
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get(url)
+        driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+        all_loaded = "return [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script(all_loaded))
+        loaded, transferred = driver.execute_script(
+            "const images = performance.getEntriesByType('resource').filter(e => e.initiatorType === 'img');"
+            "return [images.length, images.reduce((sum, e) => sum + e.transferSize, 0)];")
+        errors = [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        return loaded, transferred, errors
+    finally:
+        driver.quit()
+
+
+async def test_a_gallery_page_of_24_large_results_loads_under_a_megabyte_of_images(published, photo_path, tmp_path):
+    rng = np.random.default_rng(0)
+    full_bytes = 0
+    for number in range(24):
+        photo = Image.open(photo_path(("chelsea.png", "coffee.png", "astronaut.png")[number % 3])).convert("RGB")
+        # A dream-sized result (1024x768) with grain, as dreams have: about a megabyte as PNG.
+        pixels = np.asarray(photo.resize((1024, 768)), dtype=np.int16) + rng.integers(-12, 13, (768, 1024, 3))
+        out = io.BytesIO()
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, "PNG")
+        full_bytes += len(out.getvalue())
+        await published.publish(f"large {number}", "visualize", {"target": "banana"}, out.getvalue(), "png", seed=number)
+    assert published.gallery.page_size == 24
+    app = make_app(published.gallery, Metrics(published.store), limit=GENEROUS)
+    async with serving(app, "127.0.0.1", 0) as base:
+        loaded, transferred, errors = await asyncio.to_thread(
+            image_bytes_of_a_gallery_page, f"{base}/servers/{PUBLIC}", tmp_path)
+    print(f"\n24 cards: {transferred} bytes of images on the wire; the full files are {full_bytes} bytes")
+    assert loaded == 24 and errors == []
+    assert transferred < 1_000_000, f"{transferred} bytes of images for one page"
+    assert full_bytes > 15 * transferred, "the cards did not load the full files"
