@@ -52,6 +52,9 @@ class GuildSettings:
     max_job_seconds: float | None = None  # None: the bot's MAX_JOB_SECONDS
     public_gallery: bool = False  # the gallery is on the web (`dreambot web`)
     public_names: bool = False  # the web gallery shows who made each result
+    # Not settings: the server's name and icon as the Discord front last saw them (for the web).
+    name: str | None = None
+    icon_url: str | None = None
 
 Kind = Literal["whole", "seconds", "switch", "prefix", "role", "channel"]
 

@@ -109,6 +109,7 @@ class PublicResult:
     author_id: str | None  # the Discord user who asked; None unless the server shows names
     expired: bool = False  # its file was deleted after RESULT_RETENTION_DAYS: shown as expired, no file to serve
     size: tuple[int, int] | None = None  # width and height in pixels; read for a result's own page only
+    server_name: str | None = None  # as the bot last saw it; None: not seen since this was recorded
 
     @property
     def is_video(self) -> bool:
@@ -127,6 +128,8 @@ class GalleryPage:
     page: int  # from 1
     results: tuple[PublicResult, ...]
     has_next: bool
+    server_name: str | None = None  # as the bot last saw it
+    server_icon: str | None = None  # the address of its icon on Discord's CDN; None: it has none
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,8 @@ class PublicGallery:
         items = await servable(self._store, self._results, guild_id, order, limit=self.page_size + 1,
                                offset=(page - 1) * self.page_size)
         shown = [self._public(item, settings) for item in items[: self.page_size]]
-        return GalleryPage(guild_id, order, page, tuple(r for r in shown if r is not None), len(items) > self.page_size)
+        return GalleryPage(guild_id, order, page, tuple(r for r in shown if r is not None), len(items) > self.page_size,
+                           server_name=settings.name, server_icon=settings.icon_url)
 
     async def result(self, job_id: int) -> PublicResult | None:
         """A published result; None when there is none: no such result, not in a gallery, its message
@@ -238,6 +242,7 @@ class PublicGallery:
             message_link=item.message_link,
             author_id=item.user_id if settings.public_names else None,
             expired=item.result_removed == "expired",
+            server_name=settings.name,
         )
 
 

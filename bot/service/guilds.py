@@ -27,6 +27,14 @@ class Guilds:
             raise SettingError(f"max_job_seconds is at most {self.max_job_seconds:g}, the bot's own limit")
         return await self.store.guilds.change(guild_id, **changes)
 
+    async def seen(self, guild_id: str, name: str, icon_url: str | None) -> None:
+        """The Discord front saw the server with this name and icon: kept for the web gallery
+        (written only when they changed, since every server is seen at every start)."""
+        known = await self.store.guilds.get(guild_id)
+        name = name[:100]  # Discord's own limit; the column's
+        if (known.name, known.icon_url) != (name, icon_url):
+            await self.store.guilds.change(guild_id, name=name, icon_url=icon_url)
+
     def limits_of(self, settings: GuildSettings) -> RateLimits:
         """The rate limits that apply in a server: the bot's defaults with its overrides."""
         return self.store.guilds.limits_of(settings)

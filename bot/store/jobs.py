@@ -291,7 +291,7 @@ def guild_settings_from_row(guild_id: str, row: GuildSettingsRow | None) -> Guil
         guild_jobs_per_hour=row.guild_jobs_per_hour, max_active_jobs=row.max_active_jobs,
         exempt_role_ids=tuple(str(r) for r in row.exempt_role_ids or ()), gallery_channel_id=row.gallery_channel_id,
         like_threshold=row.like_threshold, max_job_seconds=row.max_job_seconds, public_gallery=row.public_gallery,
-        public_names=row.public_names,
+        public_names=row.public_names, name=row.name, icon_url=row.icon_url,
     )
 
 

@@ -79,6 +79,9 @@ class GuildSettingsRow(Base):
     public_gallery: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     public_names: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+    # Added in 0012: the server's name and icon as the bot last saw them (for the web gallery).
+    name: Mapped[str | None] = mapped_column(String(100))
+    icon_url: Mapped[str | None] = mapped_column(Text)
 
 
 class RateLimitState(Base):

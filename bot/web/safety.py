@@ -21,7 +21,7 @@ __all__ = [
 
 CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'none'",
-    "img-src 'self'",
+    "img-src 'self' https://cdn.discordapp.com",  # results, and servers' icons where Discord keeps them
     "media-src 'self'",  # dreamt clips
     "style-src 'self'",
     "base-uri 'none'",

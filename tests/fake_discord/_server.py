@@ -216,7 +216,7 @@ class FakeDiscord:
         return self.world.add_user(username, bot=bot)
 
     def add_guild(self, name: str, *, shard: tuple[int, int] | None = None, guild_id: int | None = None,
-                  owner: dict[str, Any] | int | None = None) -> int:
+                  owner: dict[str, Any] | int | None = None, icon: str | None = None) -> int:
         """A new guild everyone is a member of, without channels; returns its id. Add guilds before
         the bot connects.
 
@@ -231,7 +231,9 @@ class FakeDiscord:
             step = 1
             while (guild_id := ((shard_count * step + shard_id) << 22) | 1) in world.guilds:
                 step += 1
-        return world.add_guild(name, owner_id=world.user_id(owner, world.owner), guild_id=guild_id).id
+        guild = world.add_guild(name, owner_id=world.user_id(owner, world.owner), guild_id=guild_id)
+        guild.icon = icon  # the icon's hash, as Discord gives it
+        return guild.id
 
     def open_dm(self, user: dict[str, Any] | int | None = None) -> dict[str, Any]:
         """The DM channel between the bot and ``user`` (default alice); pass it as ``channel=``."""
@@ -269,6 +271,14 @@ class FakeDiscord:
         if self._held_uploads_left is not None:
             self._held_uploads_left -= 1
         await self._upload_answers.wait()
+
+    async def update_guild(self, guild_id: int, *, name: str | None = None, icon: str | None = None) -> None:
+        """An admin renames the guild or changes its icon (`icon`: the new image's hash): GUILD_UPDATE
+        is dispatched with the guild as it now is, without its channels and members, as Discord does."""
+        guild = self.world.guilds[guild_id]
+        guild.name = name if name is not None else guild.name
+        guild.icon = icon if icon is not None else guild.icon
+        await self.gateway.dispatch("GUILD_UPDATE", self.world.guild_payload(guild, full=False))
 
     async def delete_channel(self, channel: dict[str, Any] | int) -> None:
         """The channel is deleted: CHANNEL_DELETE is dispatched, and REST answers 404 Unknown Channel for it."""

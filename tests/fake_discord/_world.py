@@ -72,6 +72,7 @@ class GuildState:
     members: dict[int, dict[str, Any]] = field(default_factory=dict)  # user id -> member without "user"
     channel_ids: list[int] = field(default_factory=list)
     joined_at: str = field(default_factory=iso_now)
+    icon: str | None = None  # the icon's hash, as Discord gives it; None: no icon
 
 
 _MENTION = re.compile(r"<@!?(\d+)>")
@@ -229,7 +230,7 @@ class World:
 
     def guild_payload(self, guild: GuildState, *, full: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "id": str(guild.id), "name": guild.name, "icon": None, "splash": None, "discovery_splash": None,
+            "id": str(guild.id), "name": guild.name, "icon": guild.icon, "splash": None, "discovery_splash": None,
             "banner": None, "description": None, "owner_id": str(guild.owner_id), "region": None,
             "afk_channel_id": None, "afk_timeout": 300, "verification_level": 0, "default_message_notifications": 0,
             "explicit_content_filter": 0, "mfa_level": 0, "nsfw_level": 0, "premium_tier": guild.premium_tier,

@@ -1,5 +1,6 @@
 """The gallery family: likes (the Like button and ⭐ reactions), results featured in the gallery
-channel once well liked, results leaving the gallery when their message is deleted, and `!gallery`."""
+channel once well liked, results leaving the gallery when their message is deleted, `!gallery`, and
+each server's name and icon kept for the web gallery."""
 
 from __future__ import annotations
 
@@ -118,6 +119,28 @@ class Gallery(commands.Cog):
         removed = await self.bot.service.gallery.withdraw(links)
         if removed:
             log.info("%d deleted result(s) left the gallery of server %s", removed, guild_id)
+
+
+    # -- the server's name and icon, for the web gallery's pages ----------------------------------------
+
+    @commands.Cog.listener()
+    async def on_guild_available(self, guild: discord.Guild) -> None:  # at every start, and after an outage
+        await self._seen(guild)
+
+    @commands.Cog.listener()
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self._seen(guild)
+
+    @commands.Cog.listener()
+    async def on_guild_update(self, before: discord.Guild, after: discord.Guild) -> None:
+        await self._seen(after)
+
+    async def _seen(self, guild: discord.Guild) -> None:
+        icon = guild.icon.with_size(128).url if guild.icon is not None else None
+        try:
+            await self.bot.service.guilds.seen(str(guild.id), guild.name, icon)
+        except Exception as exc:  # the store may be briefly away: the next sighting writes it
+            log.warning("could not record the name of server %s: %s", guild.id, exc)
 
 
 def _message_link(payload: discord.RawReactionActionEvent) -> str:

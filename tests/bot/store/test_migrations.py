@@ -24,7 +24,7 @@ from bot.store.migrate import alembic_config, head_revision
 
 TABLES_0001 = {"users", "guild_settings", "rate_limit_state", "jobs"}
 TABLES_0002 = TABLES_0001 | {"gallery_entries", "likes"}
-HEAD = "0011"  # 0003 to 0008 add columns (and indexes) only; 0009 turns times into epoch seconds; 0010 and 0011 add columns
+HEAD = "0012"  # 0003 to 0008 add columns (and indexes) only; 0009 turns times into epoch seconds; 0010 to 0012 add columns
 
 # Rows written by an older version of the bot. Noon, so the date is the same in any time zone.
 OLD_TIME = "'2024-01-01 12:00:00'"

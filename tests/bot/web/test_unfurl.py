@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from sqlalchemy import update
 
 from bot.store.models import Job
+from tests.bot.web.conftest import PUBLIC
 
 PUBLIC_URL = "https://dreams.example.org"
 
@@ -79,3 +80,21 @@ async def test_without_a_public_url_or_a_file_no_picture_is_named(make_client, p
     tags = await meta_tags(await make_client(public_url=PUBLIC_URL), f"/results/{dream}")
     assert tags["og:url"] == f"{PUBLIC_URL}/results/{dream}" and tags["twitter:card"] == "summary"
     assert not any(key.startswith(("og:image", "og:video", "twitter:image")) for key in tags)
+
+
+async def test_pages_name_the_server_and_show_its_icon_once_the_bot_has_seen_it(make_client, published):
+    client = await make_client(public_url=PUBLIC_URL)
+    dream = published.jobs["dream"]
+    unseen = await (await client.get(f"/servers/{PUBLIC}")).text()
+    assert f"<title>Server {PUBLIC}: recent dreams</title>" in unseen and 'class="icon"' not in unseen
+    icon = f"https://cdn.discordapp.com/icons/{PUBLIC}/0123456789abcdef0123456789abcdef.png?size=128"
+    await published.store.guilds.change(PUBLIC, name="Dream <Team>", icon_url=icon)
+    response = await client.get(f"/servers/{PUBLIC}")
+    gallery = await response.text()
+    assert "<title>Dream &lt;Team&gt;: recent dreams</title>" in gallery and "Dreams of Dream &lt;Team&gt;</h1>" in gallery
+    assert f'<img class="icon" src="{icon}"' in gallery
+    assert "img-src 'self' https://cdn.discordapp.com;" in response.headers["Content-Security-Policy"], "the icon may load"
+    page = await (await client.get(f"/results/{dream}")).text()
+    assert "← the gallery of Dream &lt;Team&gt;</a>" in page
+    tags = await meta_tags(client, f"/results/{dream}")
+    assert tags["og:title"] == f"dream #{dream} on Dream <Team>"

@@ -8,6 +8,7 @@ the fake runner, since the engine is not what they are about."""
 
 from __future__ import annotations
 
+import discord
 import pytest
 from sqlalchemy import update
 import pytest_asyncio
@@ -256,3 +257,25 @@ async def test_a_result_whose_message_is_deleted_leaves_the_gallery(quick):
 
 async def _gone(store, job_id: int) -> bool:
     return await store.gallery.item(job_id) is None
+
+
+# -- each server's name and icon, for the web gallery ---------------------------------------------------
+
+
+async def test_the_servers_name_and_icon_are_kept_as_seen_and_follow_a_rename(quick):
+    fake, store = quick.fake, quick.store
+    guild = str(fake.guild_id)
+    fake.world.guilds[fake.guild_id].icon = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
+    async with quick.bot(**STAND_INS):
+        await eventually(lambda: _named(store, guild, fake.world.guilds[fake.guild_id].name), "the server's name kept")
+        kept = await store.guilds.get(guild)
+        # discord.py's address of the icon (Discord's CDN; here the fake's, which stands in for it)
+        assert kept.icon_url == f"{discord.Asset.BASE}/icons/{guild}/a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6.png?size=128"
+        await fake.update_guild(fake.guild_id, name="Dream Team <3", icon="ffeeddccbbaa99887766554433221100")
+        await eventually(lambda: _named(store, guild, "Dream Team <3"), "the new name kept")
+        assert (await store.guilds.get(guild)).icon_url.endswith("/ffeeddccbbaa99887766554433221100.png?size=128")
+        assert (await store.guilds.get(guild)).prefix is None, "no setting changed by it"
+
+
+async def _named(store, guild_id: str, name: str) -> bool:
+    return (await store.guilds.get(guild_id)).name == name
