@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 DAY_SECONDS = 86400.0
 SWEEP_SECONDS = 3600.0  # files expire by the day: an hourly sweep is late by at most an hour
 _BATCH = 500  # candidates marked in one transaction
+# How far back a sweep looks for files marked expired but left behind by a process that died
+# between the two: a day covers every hourly sweep of every process since.
+LEFTOVER_SECONDS = DAY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,11 @@ class Retention:
                 sizes = await asyncio.to_thread(_each, self.results.remove, marked)
             found = [size for size in sizes if size is not None]  # a file already gone frees nothing
             files, freed = files + len(found), freed + sum(found)
+        # Files a process marked expired and died before deleting (none, almost always).
+        left = await self.store.retention.recently_expired(LEFTOVER_SECONDS)
+        sizes = await asyncio.to_thread(_each, self.results.size if dry_run else self.results.remove, left)
+        found = [size for size in sizes if size is not None]
+        files, freed = files + len(found), freed + sum(found)
         if self.metrics is not None:
             if not dry_run:
                 self.metrics.results_expired.inc(files)

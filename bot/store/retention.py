@@ -57,6 +57,15 @@ class RetentionRows:
                     marked.append(row)
         return marked
 
+    async def recently_expired(self, within: float) -> list[ResultFileRow]:
+        """Results marked expired in the last `within` seconds: a process that died between marking
+        one and deleting its file left the file, which the next sweep deletes."""
+        query = select(Job.id, Job.result_location).where(
+            Job.status == "done", Job.result_removed == "expired", Job.result_removed_at >= self.db.now - within,
+            Job.result_location.is_not(None))
+        async with self.db.reading() as session:
+            return [ResultFileRow(job_id, location) for job_id, location in (await session.execute(query.order_by(Job.id))).all()]
+
     async def missing(self, job_id: int) -> bool:
         """A front found this job's result file gone (not by the sweep): record it, so listings skip
         it. False when it was already recorded as expired or missing."""

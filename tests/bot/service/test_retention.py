@@ -131,3 +131,18 @@ async def test_a_running_service_sweeps_by_itself(store, tmp_path):
     finally:
         await retention.close()
     assert (await store.jobs.get(old)).result_removed == "expired"
+
+
+async def test_a_file_left_by_a_process_that_died_after_marking_it_expired_goes_at_the_next_sweep(store, tmp_path):
+    log: list[str] = []
+    results = CountedResults(tmp_path / "results", log)
+    left, gone = [await result(store, results, size=size, days_ago=31) for size in (40, 50)]
+    # A sweep marked both expired, deleted one file and died before the other.
+    candidates = await store.retention.expirable(30 * 86400)
+    assert {row.job_id for row in await store.retention.expire(candidates, 30 * 86400)} == {left, gone}
+    results.remove(f"job-{gone}.png")
+    assert file_of(results, left).exists()
+    pruned = await Retention(store=store, results=results, days=30).prune()
+    assert (pruned.files, pruned.bytes) == (1, 40) and not file_of(results, left).exists()
+    assert log == [f"job-{gone}.png", f"job-{left}.png"], "each file deleted once"
+    assert (await Retention(store=store, results=results, days=30).prune()).files == 0
