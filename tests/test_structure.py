@@ -18,7 +18,8 @@ MOST_BOT_LINES = 400
 # one. The first prefix that matches a module names its layer.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("core",)),
-    ("records and workers", ("bot.guild_settings", "bot.results", "bot.store", "bot.executor", "bot.settings")),
+    ("records and workers", ("bot.guild_settings", "bot.results", "bot.thumbnails", "bot.store", "bot.executor",
+                             "bot.settings")),
     ("the bot's language", ("bot.commands", "bot.inputs", "bot.progress")),
     ("service", ("bot.service",)),
     ("assembly", ("bot.wiring",)),
