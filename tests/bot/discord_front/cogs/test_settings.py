@@ -89,7 +89,8 @@ async def test_only_server_managers_see_or_change_the_settings(quick):
         assert (await answer_to(fake, "!models", fake.bob)).startswith("efficientnet-lite0: "), "the prefix is still !"
         assert await answer_to(fake, "!settings", fake.owner) == DEFAULTS
         assert client.prefixes[fake.guild_id] == "!"
-    assert await quick.store.guilds.get(guild) == GuildSettings(guild)
+    assert await quick.store.guilds.get(guild) == GuildSettings(guild, name=fake.world.guilds[fake.guild_id].name), \
+        "no setting changed (the server's name is kept as the bot saw it)"
 
 
 @IN_MODULE_LOOP
@@ -108,7 +109,8 @@ async def test_a_refused_change_changes_nothing(quick, options, why):
         assert answer.startswith(why) and "\n" not in answer
         assert await answer_to(fake, "!settings", fake.owner) == DEFAULTS, "nothing else of the request was applied"
         assert client.prefixes[fake.guild_id] == "!"
-    assert await quick.store.guilds.get(guild) == GuildSettings(guild)
+    assert await quick.store.guilds.get(guild) == GuildSettings(guild, name=fake.world.guilds[fake.guild_id].name), \
+        "no setting changed (the server's name is kept as the bot saw it)"
 
 
 @IN_MODULE_LOOP
