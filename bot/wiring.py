@@ -57,10 +57,17 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
 @asynccontextmanager
 async def open_web(settings: Settings) -> AsyncIterator[tuple[PublicGallery, Metrics]]:
     """For `dreambot web` on its own: the store (migrated to head), the public gallery and the metrics
-    over it. No workers: its health check judges the database."""
+    over it. No workers: its health check judges the database. It sweeps no results (the bot does),
+    but counts the files kept every hour, for its /metrics."""
     async with Store.open(settings.database_url, limits=settings.rate_limits, upgrade=True,
                           lease_seconds=settings.lease_seconds) as store:
-        yield PublicGallery(store, results=open_results(settings), default_prefix=settings.command_prefix), Metrics(store)
+        results, metrics = open_results(settings), Metrics(store)
+        counting = Retention(store=store, results=results, days=0, metrics=metrics)
+        counting.start()
+        try:
+            yield PublicGallery(store, results=results, default_prefix=settings.command_prefix), metrics
+        finally:
+            await counting.close()
 
 
 async def prune_results(settings: Settings, *, days: float, dry_run: bool) -> Pruned:

@@ -84,20 +84,25 @@ class Retention:
         sizes = await asyncio.to_thread(_each, self.results.size if dry_run else self.results.remove, left)
         found = [size for size in sizes if size is not None]
         files, freed = files + len(found), freed + sum(found)
+        if self.metrics is not None and not dry_run:
+            self.metrics.results_expired.inc(files)
+            self.metrics.result_bytes_freed.inc(freed)
+        await self.count_kept()
+        return Pruned(files, freed, days, dry_run)
+
+    async def count_kept(self) -> None:
+        """Set the metrics' gauges of the result files kept and their bytes, counted now."""
         if self.metrics is not None:
-            if not dry_run:
-                self.metrics.results_expired.inc(files)
-                self.metrics.result_bytes_freed.inc(freed)
             kept, kept_bytes = await asyncio.to_thread(self.results.usage)
             self.metrics.results_kept.set(kept)
             self.metrics.result_bytes_kept.set(kept_bytes)
-        return Pruned(files, freed, days, dry_run)
 
     # -- the sweep in a running bot -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Sweep now and then every `sweep_seconds`, unless results are kept forever."""
-        if self.days > 0 and self._task is None:
+        """Sweep now and then every `sweep_seconds`; where results are kept forever, or in a process
+        that only serves the web gallery (days 0), only count what is kept, for the metrics."""
+        if (self.days > 0 or self.metrics is not None) and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="result retention")
 
     async def close(self) -> None:
@@ -109,8 +114,9 @@ class Retention:
     async def _run(self) -> None:
         while True:
             try:
-                pruned = await self.prune()
-                if pruned.files:
+                if self.days <= 0:
+                    await self.count_kept()
+                elif (pruned := await self.prune()).files:
                     log.info("deleted %d result file(s) older than %g days (%d bytes)", pruned.files, self.days, pruned.bytes)
             except Exception:  # the store may be briefly away: the next sweep tries again
                 log.exception("result retention sweep failed; trying again in %g s", self.sweep_seconds)

@@ -1,12 +1,15 @@
-"""build_executor: the backend the settings name, with the settings' workers and runner options."""
+"""build_executor: the backend the settings name, with the settings' workers and runner options; open_web: what `dreambot web` runs on."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.executor import LocalProcessExecutor, RayExecutor
 from bot.settings import load_settings
-from bot.wiring import build_executor
+from bot.wiring import build_executor, open_web
 
 
 @pytest.mark.parametrize("backend, kind", [("local", LocalProcessExecutor), ("ray", RayExecutor)])
@@ -39,3 +42,25 @@ def test_unset_worker_settings_leave_the_executor_its_own_defaults() -> None:
     executor = build_executor(load_settings(_env_file=None, device="cpu"))
     assert (executor._requested_workers, executor._max_batch, executor._requested_threads) == (0, None, None), \
         "0 in the settings means: one worker per GPU or one on CPU, batches by device, threads by share of the cores"
+
+
+async def test_the_web_gallery_on_its_own_counts_the_result_files_kept_for_its_metrics(tmp_path) -> None:
+    """`dreambot web` sweeps nothing (the bot does) but its /metrics still say what RESULTS_DIR holds."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "job-1.png").write_bytes(b"x" * 300)
+    (results / "job-1.thumb.webp").write_bytes(b"t" * 20)
+    (results / "job-2.gif").write_bytes(b"y" * 100)
+    settings = load_settings(_env_file=None, database_url=f"sqlite:///{tmp_path / 'store.db'}", results_dir=results,
+                             device="cpu")
+    async with open_web(settings) as (_, metrics):
+        async with asyncio.timeout(30):
+            while (kept := await _kept(metrics)) == (0.0, 0.0):
+                await asyncio.sleep(0.02)
+    assert kept == (2, 420), "two results, their bytes with the thumbnail's"
+
+
+async def _kept(metrics) -> tuple[float, float]:
+    body, _ = await metrics.exposition()
+    found = {sample.name: sample.value for family in text_string_to_metric_families(body.decode()) for sample in family.samples}
+    return found["dreambot_results_kept"], found["dreambot_result_bytes_kept"]
