@@ -85,7 +85,10 @@ class Dreams(commands.Cog):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._deliveries:  # a post under way is finished and recorded, within a bound
-            _, late = await asyncio.wait(self._deliveries, timeout=DELIVERY_DRAIN_SECONDS)
+            done, late = await asyncio.wait(self._deliveries, timeout=DELIVERY_DRAIN_SECONDS)
+            for task in done:  # its caller was cancelled: nobody else sees how it ended
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("a post under way when the bot stopped failed", exc_info=task.exception())
             for task in late:
                 log.warning("stopped before a post finished; it will be posted again after a restart")
                 task.cancel()
