@@ -24,9 +24,8 @@ __all__ = ["LeaseKeeper", "process_owner_id", "Owns", "Adopter"]
 log = logging.getLogger(__name__)
 
 Owns = Callable[[JobRecord], bool]  # whether a front takes this job back (its front, its shards)
-CLAIM_BATCH = 50  # orphans claimed in one transaction
-
 Adopter = Callable[[list[JobRecord]], Awaitable[None]]  # a front taking over jobs adopted from a dead process
+CLAIM_BATCH = 50  # orphans claimed in one transaction
 
 
 def process_owner_id() -> str:
