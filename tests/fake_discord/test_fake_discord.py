@@ -370,10 +370,14 @@ async def test_each_shard_sees_only_its_guilds_and_dms_come_on_shard_0(fake: Fak
                    for a in asked]
         assert [r["content"] for r in replies] == ["pong from shard 0", "pong from shard 1", "pong from shard 0"]
         assert [fake.sent_by[int(r["id"])] for r in replies] == ["shard-0", "shard-1", "shard-0"]
-        await asyncio.sleep(0.2)  # time enough for a wrongly routed second answer
-        assert len(fake.messages) == 3
 
     sessions = {session.shard: session for session in fake.gateway.sessions.values()}
+    # No waiting for a second answer that might come: each command reached exactly one session, so only one could.
+    for message in asked:
+        got_it = [shard for shard, session in sessions.items()
+                  if any(frame["t"] == "MESSAGE_CREATE" and frame["d"]["id"] == message["id"] for frame in session.log)]
+        assert len(got_it) == 1, f"message {message['content']!r} went to {got_it}"
+    assert len(fake.messages) == 3
     assert {shard: session.client for shard, session in sessions.items()} == {(0, 2): "shard-0", (1, 2): "shard-1"}
     for (shard, count), session in sessions.items():
         seen = {guild_of_event(frame) for frame in session.log if frame["t"] in ("GUILD_CREATE", "MESSAGE_CREATE")}

@@ -318,7 +318,9 @@ async def test_a_job_that_honours_its_cancel_in_time_keeps_its_worker(quick_kill
             await job
         later = asyncio.create_task(submit(ex, "b", spec()))
         await until(lambda: ex.running() == ("b",), "the next job running")
-        await asyncio.sleep(4 * grace)  # past the first job's grace: a stale escalation would strike now
+        # Event order, not a window: the loop fires timers by deadline, so a stale escalation set at the cancel
+        # (due at `grace`) has run before this later sleep returns, however slow the machine.
+        await asyncio.sleep(4 * grace)
         worker.result("b")
         assert (await later).data == b"done"
         assert not {"terminate", "kill"} & set(worker.calls) and len(ex.handles) == 1
@@ -340,7 +342,7 @@ async def test_only_a_batch_whose_jobs_are_all_cancelled_is_escalated(quick_kill
         with pytest.raises(JobCancelled):
             await b  # at once: the batch goes on for a
         assert worker.cancels == [1]
-        await asyncio.sleep(4 * grace)
+        await asyncio.sleep(4 * grace)  # fires after any escalation timer set at the cancel (timers run by deadline)
         assert "terminate" not in worker.calls, "a's run is not cut short for b's cancel"
         await ex.cancel("a")
         assert worker.cancels == [1, 0]

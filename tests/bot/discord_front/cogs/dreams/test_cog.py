@@ -15,9 +15,10 @@ import signal
 
 import pytest
 import pytest_asyncio
+from sqlalchemy.exc import OperationalError
 
 from bot.settings import load_settings
-from bot.store import RateLimits, Store
+from bot.store import RateLimits, SchemaOutdated, Store
 from tests.bot.discord_front.helpers import SMALL, bot_said, decoded
 from tests.bot.discord_world import LIMIT, open_world
 from tests.fake_discord import FakeDiscord
@@ -169,6 +170,20 @@ async def test_the_token_never_reaches_the_logs(world, photo, caplog):
     assert world.fake.token not in repr(with_token) and world.fake.token not in str(with_token.model_dump())
 
 
+async def guild_name_recorded(database_url: str, guild_id: str) -> None:
+    """Until the bot has recorded the server's name: discord.py makes each guild available, then
+    fires on_ready, once guild_ready_timeout has passed since the last GUILD_CREATE. A signal, not a wait."""
+    async with asyncio.timeout(LIMIT):
+        while True:
+            try:
+                async with Store.open(database_url) as store:
+                    if (await store.guilds.get(guild_id)).name is not None:
+                        return
+            except (SchemaOutdated, OperationalError):  # the bot has not migrated the database yet, or is migrating it
+                pass
+            await asyncio.sleep(0.05)
+
+
 async def test_sigterm_stops_the_bot_cleanly_and_keeps_the_running_job(tmp_path, photo):
     from bot.discord_front.run import run_bot
     from tests.fake_discord import patch_discord_urls
@@ -178,8 +193,7 @@ async def test_sigterm_stops_the_bot_cleanly_and_keeps_the_running_job(tmp_path,
     async with FakeDiscord(default_timeout=LIMIT) as fake:
         with patch_discord_urls(fake):
             running = asyncio.create_task(run_bot(settings))
-            await fake.wait_for(lambda: fake.identifies, LIMIT)
-            await asyncio.sleep(2.5)  # past guild_ready_timeout: the bot is ready
+            await guild_name_recorded(settings.database_url, str(fake.guild_id))
             await fake.dispatch_message("!dream steps:40 octaves:2", attachments=[fake.add_attachment(photo, "cat.png")])
             await bot_said(fake, "job #1")
             os.kill(os.getpid(), signal.SIGTERM)
