@@ -87,7 +87,15 @@ def test_batched_dream_equals_one_by_one(lite0):
     for a, t, o in zip(alone, together, other_seed):
         # A ReLU6 that flips on a rounding difference can move a few pixels; nothing like another seed.
         assert float((t - a).abs().mean()) < 0.1 * float((o - a).abs().mean())
-    assert sum(float((t - a).abs().max()) < 1e-4 for a, t in zip(alone, together)) >= 2
+    # One step is no chaotic loop: there the batch may differ from the solo runs by float rounding
+    # only, whatever the kernels. Measured over seeds 0-8, default and AVX2 one-thread kernels: at
+    # most 2.4e-7 against a step of 5.8e-3 per value; the bound, 1e-3 of the step, is 25 times that.
+    one_step = DreamSettings(steps=1, octaves=1)
+    alone = [dream(lite0, objective, image, one_step, torch.Generator().manual_seed(10 + i)) for i, image in enumerate(images)]
+    together = dream_batch(lite0, objective, images, one_step, [torch.Generator().manual_seed(10 + i) for i in range(3)])
+    for image, a, t in zip(images, alone, together):
+        step = float((a - image).abs().mean())
+        assert step > 0 and float((t - a).abs().max()) < 1e-3 * step
 
 
 def test_batched_tiled_dream_equals_one_by_one(lite0):
