@@ -221,7 +221,7 @@ async def load(
             async with aiohttp.ClientSession() as http:
                 asker = _Asker(fake, servers, people)
                 await asker.until_the_bot_answers(bot)
-                await asyncio.sleep(3.0)  # past discord.py's guild_ready_timeout: the bot settles before the load
+                await _until_every_server_is_named(url, servers)  # the bot is ready: it settles before the load
                 report.rss_ready = _rss(bot.pid, "VmRSS")
                 for _ in range(IDLE_ASKS):
                     report.queue_idle.append(await asker.ask())
@@ -302,6 +302,16 @@ class _Asker:
             except TimeoutError:
                 if time.monotonic() > give_up:
                     raise
+
+
+async def _until_every_server_is_named(url: str, servers: list[_Server]) -> None:
+    """Until the bot has recorded every server's name: it does so as discord.py makes each guild
+    available, just before on_ready (after guild_ready_timeout)."""
+    async with Store.open(url) as store:
+        async with asyncio.timeout(LIMIT):
+            for server in servers:
+                while (await store.guilds.get(str(server.guild_id))).name is None:
+                    await asyncio.sleep(0.1)
 
 
 async def _run_the_load(fake: FakeDiscord, servers: list[_Server], people: list[dict[str, Any]], asker: _Asker,
