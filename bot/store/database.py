@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Table, event, insert, literal, literal_column
+from sqlalchemy import ColumnElement, Float, Table, event, insert, literal, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -81,6 +81,14 @@ class Database:
     def open(cls, url: str, **engine_options: Any) -> Database:
         """The database at `url`, with one pool for writes and one for reads."""
         return cls(create_engine(url, **engine_options), create_engine(url, **engine_options))
+
+    def clock(self, now: float | None = None) -> ColumnElement[float]:
+        """The database's clock as SQL, or `now` (a test's fixed time) in its place."""
+        return self.now if now is None else literal(float(now), Float)
+
+    async def read_clock(self, session: AsyncSession, now: float | None = None) -> float:
+        """`now` when given; else the database's clock, read in `session`."""
+        return float((await session.execute(select(self.now))).scalar_one()) if now is None else now
 
     @property
     def dialect(self) -> str:

@@ -8,7 +8,7 @@ claims the same result while a slow post is still under way. Times are the datab
 
 from __future__ import annotations
 
-from sqlalchemy import Float, literal, or_, select, update
+from sqlalchemy import or_, select, update
 
 from .database import Database
 from .jobs import RECORD_COLUMNS, records
@@ -37,7 +37,7 @@ class DeliveryRows:
         posts it, and a slow post is never posted a second time beside it.
 
         now: a test's fixed time instead of the database's clock."""
-        clock = self.db.now if now is None else literal(float(now), Float)
+        clock = self.db.clock(now)
         async with self.db.writing() as session:
             query = update(Job).where(
                 Job.id == job_id, Job.delivery == "pending", Job.delivery_attempts == attempts,

@@ -57,8 +57,7 @@ class GuildRows:
                     now: float | None = None) -> Quota:
         """What the user could start right now, without consuming anything."""
         async with self.db.reading() as session:
-            if now is None:  # the database's clock, which admission's buckets run on too
-                now = float((await session.execute(select(self.db.now))).scalar_one())
+            now = await self.db.read_clock(session, now)  # the clock admission's buckets run on too
             settings = guild_settings_from_row(guild_id, await session.get(GuildSettingsRow, guild_id)) if guild_id else None
             limits = effective_limits(settings, self.limits)
             exempt = is_exempt(settings, roles)

@@ -67,8 +67,7 @@ class JobRows:
         server may lower and its exempt roles may use in full. Refused, nothing is consumed.
         """
         async with self.db.writing() as session:
-            if now is None:  # the database's clock, as for every lease and bucket: one clock for all processes
-                now = float((await session.execute(select(self.db.now))).scalar_one())
+            now = await self.db.read_clock(session, now)  # as for every lease and bucket: one clock for all processes
             settings = await _settings(session, asker.guild_id)
             exempt = is_exempt(settings, asker.roles)
             cap = time_cap(settings, max_seconds, exempt=exempt)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import ColumnElement, Float, and_, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 
 from .database import Database
 from .jobs import ACTIVE_STATUSES, RECORD_COLUMNS, job_record, records
@@ -50,7 +50,7 @@ class LeaseRows:
         posting = and_(Job.status == "done", Job.delivery == "pending")
         held = (Job.owner == owner, or_(Job.status.in_(ACTIVE_STATUSES), posting), Job.id.in_(ids))
         async with self.db.writing() as session:
-            await session.execute(update(Job).where(*held).values(lease_expires_at=self._now(now) + self.lease_seconds))
+            await session.execute(update(Job).where(*held).values(lease_expires_at=self.db.clock(now) + self.lease_seconds))
             return set((await session.scalars(select(Job.id).where(*held))).all())
 
     async def release(self, job_id: int, owner: str) -> bool:
@@ -63,7 +63,7 @@ class LeaseRows:
 
     async def orphans(self, *, now: float | None = None) -> list[JobRecord]:
         """Queued and running jobs nobody holds (no owner, or a lease past its expiry), oldest first; inputs not loaded."""
-        query = select(*RECORD_COLUMNS).where(Job.status.in_(ACTIVE_STATUSES), _orphaned(self._now(now)))
+        query = select(*RECORD_COLUMNS).where(Job.status.in_(ACTIVE_STATUSES), _orphaned(self.db.clock(now)))
         async with self.db.reading() as session:
             return records(await session.execute(query.order_by(Job.id)))
 
@@ -79,7 +79,7 @@ class LeaseRows:
         ids = sorted(set(job_ids))
         if not ids:
             return []
-        clock = self._now(now)
+        clock = self.db.clock(now)
         async with self.db.writing() as session:
             orphaned = (Job.id.in_(ids), Job.status.in_(ACTIVE_STATUSES), _orphaned(clock))
             # Locked as they are read (PostgreSQL; SQLite's write transaction holds the whole file),
@@ -92,9 +92,6 @@ class LeaseRows:
             jobs = await session.scalars(select(Job).where(Job.id.in_(taken)).order_by(Job.id))
             return [job_record(job, inputs=True) for job in jobs]
 
-    def _now(self, now: float | None) -> ColumnElement[float]:
-        """The database's clock, or a test's fixed time."""
-        return self.db.now if now is None else literal(float(now), Float)
 
 
 def _orphaned(now: ColumnElement[float]):
